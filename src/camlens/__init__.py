@@ -1,0 +1,53 @@
+"""camlens: Class Activation Maps for PyTorch vision models.
+
+>>> from camlens import GradCAM
+>>> from camlens.targets import ClassifierOutputTarget
+>>> cam = GradCAM(model=model, target_layers=[model.layer4[-1]])          # doctest: +SKIP
+>>> maps = cam(input_tensor=batch, targets=[ClassifierOutputTarget(281)])  # doctest: +SKIP
+"""
+
+from .engine import CamLensWarning, default_output_adapter
+from .errors import CamLensError
+from .methods import (
+    BaseCAM,
+    EigenCAM,
+    EigenGradCAM,
+    Explanation,
+    GradCAM,
+    GradCAMElementWise,
+    GradCAMPlusPlus,
+    HiResCAM,
+    LayerCAM,
+    XGradCAM,
+)
+from .registry import available_methods, get_method
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BaseCAM",
+    "CamLensError",
+    "CamLensWarning",
+    "EigenCAM",
+    "EigenGradCAM",
+    "Explanation",
+    "GradCAM",
+    "GradCAMElementWise",
+    "GradCAMPlusPlus",
+    "HiResCAM",
+    "LayerCAM",
+    "XGradCAM",
+    "available_methods",
+    "default_output_adapter",
+    "get_method",
+    "show_cam_on_image",
+    "__version__",
+]
+
+
+def __getattr__(name: str):  # lazy: image utilities import pillow/matplotlib only when used
+    if name == "show_cam_on_image":
+        from .image import show_cam_on_image
+
+        return show_cam_on_image
+    raise AttributeError(f"module 'camlens' has no attribute {name!r}")

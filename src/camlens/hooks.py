@@ -1,0 +1,149 @@
+"""The only place where camlens touches a model's hooks and flags.
+
+* :func:`resolve_layers` turns modules or dotted names (``"layer4.2"``, ``"layer4[-1]"``) into
+  ``(name, module)`` pairs, with close-match suggestions on a typo.
+* :class:`HookSet` registers hooks that live for one ``with`` block and are removed in ``finally``.
+* :func:`eval_mode` runs the model in eval mode and restores every module's own flag afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import re
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Union
+
+import torch
+from torch import nn
+
+from .errors import InputTypeError, LayerNotFoundError
+
+LayerSpec = Union[nn.Module, str]
+
+__all__ = ["LayerSpec", "resolve_layers", "layer_name", "HookSet", "eval_mode"]
+
+_INDEX = re.compile(r"^([^\[\]]*)((?:\[-?\d+\])*)$")
+
+
+def layer_name(model: nn.Module, layer: nn.Module) -> str | None:
+    """Dotted name of ``layer`` inside ``model`` (``""`` for the model itself), or ``None``."""
+    for name, module in model.named_modules(remove_duplicate=False):
+        if module is layer:
+            return name
+    return None
+
+
+def _suggest(model: nn.Module, wanted: str) -> str:
+    names = [n for n, _ in model.named_modules() if n]
+    close = difflib.get_close_matches(wanted, names, n=3, cutoff=0.5)
+    if close:
+        return "close matches: " + ", ".join(repr(c) for c in close)
+    top = [n for n, _ in model.named_children()]
+    return "top-level children: " + ", ".join(repr(c) for c in top[:12])
+
+
+def _resolve_name(model: nn.Module, spec: str) -> nn.Module:
+    module: Any = model
+    path = [p for p in spec.strip().split(".") if p != ""]
+    for part in path:
+        match = _INDEX.match(part)
+        if match is None:
+            raise LayerNotFoundError(
+                f"target layer {spec!r} is not a valid layer path; expected dotted names with "
+                f"optional [i] indices such as 'layer4.2' or 'features[-1]'"
+            )
+        attr, indices = match.group(1), match.group(2)
+        try:
+            if attr:
+                child = module._modules.get(attr) if isinstance(module, nn.Module) else None
+                if child is None:
+                    raise KeyError(attr)
+                module = child
+            for idx in re.findall(r"-?\d+", indices):
+                module = module[int(idx)]
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise LayerNotFoundError(
+                f"target layer {spec!r} is not in {type(model).__name__}; "
+                f"{_suggest(model, spec.replace('[', '.').replace(']', ''))}"
+            ) from None
+    if not isinstance(module, nn.Module):
+        raise LayerNotFoundError(f"target layer {spec!r} names a {type(module).__name__}, not a module")
+    return module
+
+
+def resolve_layers(model: nn.Module, layers: LayerSpec | Sequence[LayerSpec]) -> list[tuple[str, nn.Module]]:
+    """Resolve target layers to ``(dotted_name, module)`` pairs.
+
+    ``layers`` may be one module, one name, or a sequence of either. Names accept dots and
+    Python-style indices: ``"layer4.2"``, ``"layer4[-1]"``, ``"features.28"``.
+    """
+    if isinstance(layers, (nn.Module, str)):
+        layers = [layers]
+    if isinstance(layers, nn.ModuleList):
+        layers = list(layers)
+    if not isinstance(layers, Sequence) or len(layers) == 0:
+        raise LayerNotFoundError(
+            f"target_layers must be a module, a dotted name or a non-empty list of them; got {layers!r}"
+        )
+    resolved: list[tuple[str, nn.Module]] = []
+    for spec in layers:
+        if isinstance(spec, str):
+            module = _resolve_name(model, spec)
+        elif isinstance(spec, nn.Module):
+            module = spec
+        else:
+            raise InputTypeError(
+                f"target layer must be an nn.Module or a dotted name string; got {type(spec).__name__}"
+            )
+        name = layer_name(model, module)
+        if name is None:
+            raise LayerNotFoundError(
+                f"target layer {type(module).__name__} is not a submodule of {type(model).__name__}; "
+                f"pass a module taken from this model (e.g. model.layer4[-1]) or its dotted name"
+            )
+        resolved.append((name, module))
+    return resolved
+
+
+class HookSet(contextlib.AbstractContextManager):
+    """Hooks that exist only inside a ``with`` block; every one is removed on exit, error or not."""
+
+    def __init__(self) -> None:
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def forward(self, module: nn.Module, fn: Callable[..., Any], **kwargs: Any) -> None:
+        """Register a forward hook ``fn(module, args, output) -> output | None``."""
+        self._handles.append(module.register_forward_hook(fn, **kwargs))
+
+    def forward_pre(self, module: nn.Module, fn: Callable[..., Any], **kwargs: Any) -> None:
+        """Register a forward pre-hook ``fn(module, args) -> args | None``."""
+        self._handles.append(module.register_forward_pre_hook(fn, **kwargs))
+
+    def full_backward(self, module: nn.Module, fn: Callable[..., Any], **kwargs: Any) -> None:
+        """Register a full backward hook ``fn(module, grad_input, grad_output) -> grad_input | None``."""
+        self._handles.append(module.register_full_backward_hook(fn, **kwargs))
+
+    def tensor(self, tensor: torch.Tensor, fn: Callable[[torch.Tensor], Any]) -> None:
+        """Register a gradient hook on a tensor (removed on exit like the others)."""
+        self._handles.append(tensor.register_hook(fn))
+
+    def remove(self) -> None:
+        while self._handles:
+            self._handles.pop().remove()
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+        return None
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run ``model`` in eval mode; afterwards restore every module's own ``training`` flag."""
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        yield model
+    finally:
+        for module, flag in flags:
+            module.training = flag
