@@ -31,10 +31,12 @@ class GradCAMPlusPlus(GradientCAM):
     summary = "pixel-wise alpha-weighted positive gradients (exp-score closed form)"
 
     def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
-        g = ctx.gradients
-        a_sum = ctx.activations.sum(dim=(2, 3), keepdim=True)
+        # The denominator can nearly cancel; float64 keeps alpha exact to ~1e-7 (MPS lacks it).
+        wide = torch.float32 if ctx.gradients.device.type == "mps" else torch.float64
+        g = ctx.gradients.to(wide)
+        a_sum = ctx.activations.to(wide).sum(dim=(2, 3), keepdim=True)
         g2 = g * g
         denom = 2 * g2 + a_sum * g2 * g
         safe = torch.where(denom != 0, denom, torch.ones_like(denom))
         alpha = torch.where(denom != 0, g2 / safe, torch.zeros_like(g2))
-        return (alpha * g.clamp_min(0)).sum(dim=(2, 3), keepdim=True)
+        return (alpha * g.clamp_min(0)).sum(dim=(2, 3), keepdim=True).to(ctx.gradients.dtype)
