@@ -8,7 +8,9 @@
 
 from .engine import CamLensWarning, default_output_adapter
 from .errors import CamLensError
+from .guided_backprop import GuidedBackprop, GuidedBackpropReLUModel, guided_gradcam
 from .methods import (
+    AblationCAM,
     BaseCAM,
     EigenCAM,
     EigenGradCAM,
@@ -18,6 +20,7 @@ from .methods import (
     GradCAMPlusPlus,
     HiResCAM,
     LayerCAM,
+    ScoreCAM,
     XGradCAM,
 )
 from .registry import available_methods, get_method
@@ -25,6 +28,7 @@ from .registry import available_methods, get_method
 __version__ = "0.1.0"
 
 __all__ = [
+    "AblationCAM",
     "BaseCAM",
     "CamLensError",
     "CamLensWarning",
@@ -35,11 +39,15 @@ __all__ = [
     "GradCAMElementWise",
     "GradCAMPlusPlus",
     "HiResCAM",
+    "GuidedBackprop",
+    "GuidedBackpropReLUModel",
     "LayerCAM",
+    "ScoreCAM",
     "XGradCAM",
     "available_methods",
     "default_output_adapter",
     "get_method",
+    "guided_gradcam",
     "show_cam_on_image",
     "__version__",
 ]

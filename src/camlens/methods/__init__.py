@@ -9,6 +9,8 @@ from .gradcam_elementwise import GradCAMElementWise
 from .layercam import LayerCAM
 from .eigencam import EigenCAM
 from .eigengradcam import EigenGradCAM
+from .scorecam import ScoreCAM
+from .ablationcam import AblationCAM
 
 __all__ = [
     "ActivationCAM",
@@ -24,4 +26,6 @@ __all__ = [
     "LayerCAM",
     "EigenCAM",
     "EigenGradCAM",
+    "ScoreCAM",
+    "AblationCAM",
 ]

@@ -1,0 +1,138 @@
+"""Score-CAM (Wang et al., CVPR-W 2020, arXiv:1910.01279), batched with bounded memory."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+
+from .. import postprocess as pp
+from ..errors import CamLensError
+from ..progress import progress_bar
+from ..registry import register
+from ..targets import ClassifierOutputSoftmaxTarget, TargetFn, score_targets
+from .base import BaseCAM, LayerContext
+
+__all__ = ["ScoreCAM"]
+
+
+@register("scorecam", "score-cam")
+class ScoreCAM(BaseCAM):
+    """Score-CAM: each channel, used as a mask on the input, is weighted by the score it keeps.
+
+    For image ``x`` and channel ``A_k`` of the target layer:
+
+    * ``M_k = minmax(Up(A_k))`` -- bilinear upsampling to the input size, then min-max
+      normalisation to ``[0, 1]`` per channel;
+    * ``s_k = target(softmax(f(x * M_k)))`` -- the target score on the masked input, with the
+      model's class scores passed through a softmax first, as in the paper;
+    * ``w = softmax_k(s)`` -- softmax over channels;  ``map = ReLU(sum_k w_k * A_k)``.
+
+    The paper's baseline ``f(x_b)`` is subtracted from every ``s_k`` alike, which a softmax over
+    channels ignores, so it is not computed.
+
+    How targets meet the softmax (``score_softmax=True``, default): for ``(N, classes)`` outputs the
+    targets receive ``softmax(outputs, dim=1)``, so ``ClassifierOutputTarget(c)`` gives the
+    probability of ``c``; a ``ClassifierOutputSoftmaxTarget`` already applies the softmax and
+    receives the raw outputs (no double softmax). Outputs of any other shape (segmentation maps,
+    detections) have no single class axis: their targets receive the raw outputs. With
+    ``score_softmax=False`` targets always receive the raw outputs (e.g. logits).
+
+    Exactness and cost:
+
+    * (image, channel) pairs are scored in chunks of ``batch_size`` masked images; masks and
+      masked inputs exist for one chunk at a time, so peak memory grows with ``batch_size``,
+      not with the number of channels;
+    * a channel that is constant at layer resolution (``max == min``, e.g. all zeros) carries
+      no spatial information: its mask is defined as all zeros (no NaN). Every such channel then
+      masks the input to the same all-zero image, whose score is computed once per call and
+      reused, so skipping them keeps the result exact;
+    * ``top_k`` (off by default): score only each image's ``top_k`` channels by mean
+      activation; the others get weight 0 and are left out of the softmax. Faster, not exact.
+
+    Example::
+
+        cam = ScoreCAM(model, "layer4[-1]", batch_size=64)
+        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(281)])
+    """
+
+    paper = "Wang et al., Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks, CVPR-W 2020"
+    summary = "channel weights = softmax of the target score of the input masked by each channel (no gradients)"
+    uses_gradients: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        target_layers: Any = None,
+        use_cuda: bool | None = None,
+        reshape_transform: Any = None,
+        *,
+        top_k: int | None = None,
+        score_softmax: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model, target_layers, use_cuda, reshape_transform, **kwargs)
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise CamLensError(f"top_k must be None (exact) or a positive int; got {top_k!r}")
+        self.top_k = top_k
+        self.score_softmax = score_softmax
+
+    # ------------------------------------------------------------------ scoring
+    def masked_scores(self, targets: Sequence[TargetFn], outputs: torch.Tensor) -> torch.Tensor:
+        """Target scores ``(B,)`` of model outputs on masked inputs (softmax over classes first, see above)."""
+        if not self.score_softmax or outputs.dim() != 2:
+            return score_targets(targets, outputs).float()
+        own = [isinstance(t, ClassifierOutputSoftmaxTarget) for t in targets]
+        if all(own):
+            return score_targets(targets, outputs).float()
+        probs = torch.softmax(outputs.float(), dim=1)
+        if not any(own):
+            return score_targets(targets, probs).float()
+        mask = torch.tensor(own, device=outputs.device)
+        return torch.where(mask, score_targets(targets, outputs).float(), score_targets(targets, probs).float())
+
+    def channel_scores(self, ctx: LayerContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(scores (N, C), scored (N, C) bool)``: ``s_k`` per image and channel, and which count."""
+        acts = ctx.activations
+        x = ctx.input_tensor
+        n, c = acts.shape[:2]
+        size = tuple(x.shape[-2:])
+        flat = acts.flatten(2)
+        constant = flat.amax(dim=2) <= flat.amin(dim=2)  # (N, C); also true for all-zero channels
+        scored = torch.ones(n, c, dtype=torch.bool, device=acts.device)
+        if self.top_k is not None and self.top_k < c:
+            top = flat.mean(dim=2).topk(self.top_k, dim=1).indices
+            scored = torch.zeros_like(scored).scatter_(1, top, True)
+        scores = torch.full((n, c), float("-inf"), dtype=torch.float32, device=acts.device)
+
+        if bool((constant & scored).any()):
+            # One all-zero image stands in for every constant channel of every image.
+            zero_out = self.engine.forward_outputs(torch.zeros_like(x[:1]))
+            zero_scores = self.masked_scores(ctx.targets, zero_out.expand(n, *zero_out.shape[1:]))
+            scores = torch.where(constant & scored, zero_scores[:, None].expand(n, c), scores)
+
+        pairs = (scored & ~constant).nonzero()  # (P, 2) rows of (image, channel)
+        bs = max(1, int(self.batch_size))
+        starts = range(0, pairs.shape[0], bs)
+        for start in progress_bar(starts, total=len(starts), enabled=self.progress, desc=f"ScoreCAM {ctx.name}"):
+            img, ch = pairs[start : start + bs].unbind(1)
+            masks = pp.minmax_normalize(pp.upsample(acts[img, ch], size))  # (B, H, W)
+            masked = x[img] * masks[:, None].to(x.dtype)
+            outputs = self.engine.forward_outputs(masked)
+            del masked, masks
+            row_targets = [ctx.targets[i] for i in img.tolist()]
+            scores[img, ch] = self.masked_scores(row_targets, outputs)
+        return scores, scored
+
+    def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
+        """``(N, C)`` weights: softmax over the scored channels (0 for channels left out by ``top_k``)."""
+        scores, scored = self.channel_scores(ctx)
+        weights = torch.softmax(scores, dim=1)
+        return torch.where(scored, weights, torch.zeros_like(weights))
+
+    def layer_map(self, ctx: LayerContext, eigen_smooth: bool) -> torch.Tensor:
+        weighted = self.cam_weights(ctx)[:, :, None, None] * ctx.activations
+        if eigen_smooth:
+            return pp.eigen_projection(weighted)
+        return weighted.sum(dim=1)
