@@ -177,7 +177,8 @@ class Engine:
                         "not a tensor; choose a submodule that returns a tensor"
                     )
                 if not need_gradients:
-                    store[index] = output.detach()
+                    # A copy: an in-place op after the layer (ReLU(inplace=True)) must not change it.
+                    store[index] = output.detach().clone()
                     return None
                 if output.requires_grad:
                     store[index] = output
