@@ -1,0 +1,319 @@
+"""Turn transformer layer outputs into ``(N, C, h, w)`` maps for CAM methods.
+
+A ``reshape_transform`` is applied by the CAM base class to a layer's activations *and* its
+gradients, so the same callable must work on both (they have the same shape).
+
+* :class:`TokenReshape` -- ViT/DeiT token sequences ``(N, T, C)``: drops the prefix tokens
+  (class token, distillation token, register tokens) and lays the remaining patch tokens out on
+  an ``h x w`` grid. The grid and the prefix count come from the arguments, from a model
+  (:meth:`TokenReshape.from_model`) or, when neither is known, from the token count (square grid).
+* :func:`vit_reshape_transform` -- a ready function ``tensor -> tensor`` (drop-in for the
+  ``reshape_transform(tensor, height, width)`` functions users write for other CAM libraries).
+* :func:`swin_reshape_transform` / :class:`ChannelsLast` -- channels-last grids ``(N, h, w, C)``
+  (torchvision and timm Swin stages) become ``(N, C, h, w)``; token sequences are gridded too.
+* :func:`reshape_transform_for` -- the right transform for a model (``None`` for CNNs).
+
+Example::
+
+    from camlens import GradCAM
+    from camlens.reshape import TokenReshape
+
+    cam = GradCAM(vit, "blocks[-1].norm1", reshape_transform=TokenReshape.from_model(vit))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Optional, Union
+
+import torch
+from torch import nn
+
+from .errors import InputTypeError, ReshapeError
+
+__all__ = [
+    "TokenReshape",
+    "ChannelsLast",
+    "vit_reshape_transform",
+    "swin_reshape_transform",
+    "reshape_transform_for",
+    "model_token_layout",
+]
+
+Grid = tuple[int, int]
+GridLike = Union[int, Sequence[int], None]
+
+# Prefix counts tried, in this order, when neither the caller nor the model says how many
+# non-patch tokens lead the sequence: a class token (ViT), none (pooled token models),
+# class + distillation (DeiT-distilled), class + 4 registers (ViT-reg4).
+_PREFIX_GUESSES = (1, 0, 2, 5)
+
+
+def _as_grid(grid: GridLike, what: str = "grid") -> Grid | None:
+    if grid is None:
+        return None
+    if isinstance(grid, bool):
+        raise InputTypeError(f"{what} must be an int or a pair (h, w); got {grid!r}")
+    if isinstance(grid, int):
+        pair: tuple[int, ...] = (grid, grid)
+    elif isinstance(grid, (torch.Size, tuple, list)) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in grid
+    ):
+        pair = tuple(grid)
+    else:
+        raise InputTypeError(f"{what} must be an int or a pair (h, w); got {type(grid).__name__}")
+    if len(pair) != 2 or min(pair) < 1:
+        raise ReshapeError(f"{what} must be a pair of positive ints (h, w); got {grid!r}")
+    return pair[0], pair[1]
+
+
+def _square_side(n: int) -> int | None:
+    if n <= 0:
+        return None
+    side = math.isqrt(n)
+    return side if side * side == n else None
+
+
+def _fmt_expected(prefix: int, grid: Grid) -> str:
+    h, w = grid
+    return f"{prefix} + {h}x{w} = {prefix + h * w}" if prefix else f"{h}x{w} = {h * w}"
+
+
+def _check_tokens(x: torch.Tensor, who: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise InputTypeError(f"{who} expects a tensor; got {type(x).__name__}")
+    if x.dim() != 3:
+        hint = (
+            "; this looks like a (N, C, h, w) map already: use no reshape_transform"
+            if x.dim() == 4
+            else ""
+        )
+        raise ReshapeError(f"{who} expects tokens of shape (N, tokens, C); got shape {tuple(x.shape)}{hint}")
+
+
+class TokenReshape:
+    """Token sequence ``(N, T, C)`` -> ``(N, C, h, w)``, dropping ``num_prefix_tokens`` leading tokens.
+
+    Args:
+        grid: patch grid ``(h, w)`` (or one int for a square grid). ``None``: inferred as the
+            square grid left after the prefix tokens (an error if the count is not square).
+        num_prefix_tokens: leading non-patch tokens (class 1; DeiT-distilled 2; ViT with 4
+            registers 5; pooled models without class token 0). ``None``: ``T - h*w`` when the
+            grid is known, else the first of 1, 0, 2, 5 that leaves a square number of patches.
+        strict: when ``False`` (used for grids read from a model), a token count that does not
+            match ``grid`` falls back to a square grid instead of raising (models run at a
+            different image size than they were built for).
+
+    Patch tokens are in row-major order (as every ViT patch embedding produces them).
+    A wrong grid raises :class:`~camlens.errors.ReshapeError`, e.g.
+    ``ViT reshape expected 1 + 14x14 = 197 tokens, got 50; pass grid=(7, 7)``.
+    """
+
+    def __init__(
+        self, grid: GridLike = None, num_prefix_tokens: Optional[int] = None, *, strict: bool = True
+    ) -> None:
+        self.grid = _as_grid(grid)
+        if num_prefix_tokens is not None and (isinstance(num_prefix_tokens, bool) or int(num_prefix_tokens) < 0):
+            raise ReshapeError(f"num_prefix_tokens must be a non-negative int; got {num_prefix_tokens!r}")
+        self.num_prefix_tokens = None if num_prefix_tokens is None else int(num_prefix_tokens)
+        self.strict = strict
+
+    @classmethod
+    def from_model(cls, model: nn.Module) -> "TokenReshape":
+        """The reshape for a ViT-style ``model`` (timm ``VisionTransformer`` and relatives, DeiT,
+        torchvision ``VisionTransformer``): grid and prefix count read from the model."""
+        layout = model_token_layout(model)
+        if layout is None:
+            raise ReshapeError(
+                f"cannot read a token layout from {type(model).__name__}: expected a timm ViT "
+                "(patch_embed.grid_size, num_prefix_tokens) or a torchvision ViT (image_size, patch_size); "
+                "build TokenReshape(grid=(h, w), num_prefix_tokens=k) yourself"
+            )
+        grid, prefix = layout
+        return cls(grid, prefix, strict=False)
+
+    # ------------------------------------------------------------------ resolution
+    def layout(self, num_tokens: int) -> tuple[int, Grid]:
+        """``(num_prefix_tokens, (h, w))`` used for a sequence of ``num_tokens`` tokens."""
+        prefix, grid = self.num_prefix_tokens, self.grid
+        if grid is not None:
+            expected_prefix = 1 if prefix is None else prefix
+            if prefix is None:
+                prefix = num_tokens - grid[0] * grid[1]
+                if 0 <= prefix <= 16:  # a handful of class/distillation/register tokens
+                    return prefix, grid
+            elif num_tokens == prefix + grid[0] * grid[1]:
+                return prefix, grid
+            if not self.strict:
+                inferred = self._infer(num_tokens, self.num_prefix_tokens)
+                if inferred is not None:
+                    return inferred
+            raise ReshapeError(self._mismatch(num_tokens, expected_prefix, grid))
+        inferred = self._infer(num_tokens, prefix)
+        if inferred is None:
+            raise ReshapeError(self._mismatch(num_tokens, 1 if prefix is None else prefix, None))
+        return inferred
+
+    @staticmethod
+    def _infer(num_tokens: int, prefix: int | None) -> tuple[int, Grid] | None:
+        for p in (prefix,) if prefix is not None else _PREFIX_GUESSES:
+            side = _square_side(num_tokens - p)
+            if side is not None:
+                return p, (side, side)
+        return None
+
+    @staticmethod
+    def _mismatch(num_tokens: int, prefix: int, grid: Grid | None) -> str:
+        if grid is not None:
+            head = f"ViT reshape expected {_fmt_expected(prefix, grid)} tokens, got {num_tokens}"
+        else:
+            head = f"ViT reshape expected {prefix} prefix token(s) + a square number of patch tokens, got {num_tokens}"
+        side = _square_side(num_tokens - prefix)
+        if side is not None:
+            return f"{head}; pass grid=({side}, {side})"
+        for p in _PREFIX_GUESSES:
+            side = _square_side(num_tokens - p)
+            if side is not None and p != prefix:
+                return f"{head}; pass grid=({side}, {side}), num_prefix_tokens={p}"
+        patches = num_tokens - prefix
+        return (
+            f"{head}; {num_tokens} - {prefix} = {patches} patch tokens is not a square: pass grid=(h, w) "
+            f"with h*w = {patches} (the image height and width divided by the patch size) "
+            "and the right num_prefix_tokens"
+        )
+
+    # ------------------------------------------------------------------ call
+    def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
+        _check_tokens(tensor, "ViT reshape")
+        n, t, c = tensor.shape
+        prefix, (h, w) = self.layout(t)
+        patches = tensor[:, prefix:, :]
+        return patches.reshape(n, h, w, c).permute(0, 3, 1, 2)
+
+    def __repr__(self) -> str:
+        return f"TokenReshape(grid={self.grid}, num_prefix_tokens={self.num_prefix_tokens})"
+
+
+class ChannelsLast:
+    """Channels-last grid ``(N, h, w, C)`` -> ``(N, C, h, w)`` (Swin stages, channels-last blocks).
+
+    A token sequence ``(N, h*w, C)`` (older Swin implementations) is laid out on ``grid``, or on
+    a square grid when ``grid`` is ``None``. With ``channels`` given (the stage's width), a map
+    that is already channels-first ``(N, channels, h, w)`` passes through unchanged.
+    """
+
+    def __init__(self, grid: GridLike = None, channels: Optional[int] = None) -> None:
+        self.grid = _as_grid(grid)
+        self.channels = None if channels is None else int(channels)
+
+    def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
+        if not isinstance(tensor, torch.Tensor):
+            raise InputTypeError(f"Swin reshape expects a tensor; got {type(tensor).__name__}")
+        if tensor.dim() == 4:
+            c = self.channels
+            if c is not None and tensor.shape[1] == c and tensor.shape[-1] != c:
+                return tensor  # already channels-first (some implementations / versions)
+            if self.grid is not None and tuple(tensor.shape[1:3]) != self.grid:
+                raise ReshapeError(
+                    f"Swin reshape expected a channels-last grid (N, {self.grid[0]}, {self.grid[1]}, C), "
+                    f"got shape {tuple(tensor.shape)}; pass grid=({tensor.shape[1]}, {tensor.shape[2]}) or grid=None"
+                )
+            return tensor.permute(0, 3, 1, 2)
+        if tensor.dim() == 3:
+            n, t, c = tensor.shape
+            grid = self.grid
+            if grid is None:
+                side = _square_side(t)
+                if side is None:
+                    raise ReshapeError(
+                        f"Swin reshape got {t} tokens, which is not a square grid; pass grid=(h, w) with h*w = {t}"
+                    )
+                grid = (side, side)
+            if grid[0] * grid[1] != t:
+                side = _square_side(t)
+                fix = f"pass grid=({side}, {side})" if side else f"pass grid=(h, w) with h*w = {t}"
+                raise ReshapeError(f"Swin reshape expected {grid[0]}x{grid[1]} = {grid[0] * grid[1]} tokens, got {t}; {fix}")
+            return tensor.reshape(n, grid[0], grid[1], c).permute(0, 3, 1, 2)
+        raise ReshapeError(
+            f"Swin reshape expects a channels-last grid (N, h, w, C) or tokens (N, h*w, C); got shape {tuple(tensor.shape)}"
+        )
+
+    def __repr__(self) -> str:
+        return f"ChannelsLast(grid={self.grid}, channels={self.channels})"
+
+
+def vit_reshape_transform(
+    tensor: torch.Tensor,
+    height: Optional[int] = None,
+    width: Optional[int] = None,
+    num_prefix_tokens: Optional[int] = None,
+) -> torch.Tensor:
+    """ViT tokens ``(N, T, C)`` -> ``(N, C, height, width)``, dropping the leading prefix tokens.
+
+    Usable directly as ``reshape_transform=vit_reshape_transform``: with no ``height``/``width``
+    the grid is the square left after the class token (``T = 1 + h*w``; also tried: 0, 2, 5
+    prefix tokens). For non-square grids, use ``functools.partial(vit_reshape_transform,
+    height=h, width=w)`` or :class:`TokenReshape`.
+    """
+    if (height is None) != (width is None):
+        raise ReshapeError(f"pass both height and width, or neither; got height={height}, width={width}")
+    grid = None if height is None else (int(height), int(width))  # type: ignore[arg-type]
+    return TokenReshape(grid, num_prefix_tokens)(tensor)
+
+
+def swin_reshape_transform(
+    tensor: torch.Tensor, height: Optional[int] = None, width: Optional[int] = None
+) -> torch.Tensor:
+    """Swin stage output ``(N, h, w, C)`` (channels last) -> ``(N, C, h, w)``.
+
+    Token sequences ``(N, h*w, C)`` are laid out on ``(height, width)`` or a square grid.
+    Usable directly as ``reshape_transform=swin_reshape_transform``.
+    """
+    if (height is None) != (width is None):
+        raise ReshapeError(f"pass both height and width, or neither; got height={height}, width={width}")
+    grid = None if height is None else (int(height), int(width))  # type: ignore[arg-type]
+    return ChannelsLast(grid)(tensor)
+
+
+# ---------------------------------------------------------------------- from a model
+def _pair(v: object) -> Grid | None:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return (v, v)
+    if isinstance(v, (tuple, list, torch.Size)) and len(v) == 2 and all(isinstance(i, int) for i in v):
+        return (int(v[0]), int(v[1]))
+    return None
+
+
+def model_token_layout(model: nn.Module) -> tuple[Grid, int] | None:
+    """``((h, w), num_prefix_tokens)`` of a ViT-style model, or ``None`` if it is not one.
+
+    Reads timm's ``patch_embed.grid_size`` and ``num_prefix_tokens`` (class, distillation and
+    register tokens), or torchvision's ``image_size // patch_size`` with its class token.
+    """
+    patch_embed = getattr(model, "patch_embed", None)
+    grid = _pair(getattr(patch_embed, "grid_size", None)) if patch_embed is not None else None
+    if grid is not None:
+        prefix = getattr(model, "num_prefix_tokens", None)
+        if not isinstance(prefix, int):
+            prefix = int(getattr(model, "cls_token", None) is not None) + int(getattr(model, "dist_token", None) is not None)
+            prefix += int(getattr(model, "num_reg_tokens", 0) or 0)
+        return grid, prefix
+    image_size = _pair(getattr(model, "image_size", None))
+    patch = _pair(getattr(model, "patch_size", None))
+    if image_size is not None and patch is not None and hasattr(model, "conv_proj"):
+        prefix = 1 if isinstance(getattr(model, "class_token", None), torch.Tensor) else 0
+        return (image_size[0] // patch[0], image_size[1] // patch[1]), prefix
+    return None
+
+
+def reshape_transform_for(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The reshape a model's conventional target layer needs: a :class:`TokenReshape` for
+    ViT-style models, :class:`ChannelsLast` for Swin, ``None`` for CNNs (channels-first maps).
+
+    Looks at the model itself and at its submodules (a wrapped backbone is found too).
+    """
+    from .layers import detect_family  # local: layers imports this module
+
+    found = detect_family(model)
+    return None if found is None else found.reshape_transform
