@@ -270,3 +270,12 @@ def test_resnet50_tail_equals_full():
     assert fast.last_path == {"layer4.2": "tail"}
     b = AblationCAM(model, "layer4[-1]", batch_size=128, progress=False, fast_path=False).explain(x, targets([3]))
     torch.testing.assert_close(a.cam, b.cam, atol=1e-5, rtol=1e-5)
+
+
+def test_core_reshape_transforms_map_to_raw_axes():
+    reshape = pytest.importorskip("camlens.reshape")
+    tokens = reshape.TokenReshape(grid=(4, 4), num_prefix_tokens=1)
+    axis, index = raw_channel_axis(torch.zeros(2, 17, 4), 4, tokens)
+    assert axis == 2 and index.tolist() == [0, 1, 2, 3]
+    axis, index = raw_channel_axis(torch.zeros(2, 3, 3, 5), 5, reshape.swin_reshape_transform)
+    assert axis == 3 and index.tolist() == [0, 1, 2, 3, 4]

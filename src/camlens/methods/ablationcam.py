@@ -166,7 +166,7 @@ class AblationCAM(BaseCAM):
         check = []
         for start in range(0, n, max(1, int(self.batch_size))):
             idx = torch.arange(start, min(n, start + max(1, int(self.batch_size))), device=ctx.raw_activations.device)
-            check.append(self.engine.output_adapter(run(idx, ctx.raw_activations[idx].clone())).float())
+            check.append(self.engine.output_adapter(run(idx, ctx.raw_activations[idx])).float())
         got = torch.cat(check)
         want = ctx.outputs.float()
         scale = float(want.abs().max()) if want.numel() else 1.0
@@ -199,7 +199,14 @@ class AblationCAM(BaseCAM):
         axis, channel_index = raw_channel_axis(raw, c, self.reshape_transform)
         tail = self._tail_runner(ctx) if self.fast_path else None
         self.last_path[ctx.name] = "tail" if tail is not None else "full"
-        full = None if tail is not None else self._full_runner(ctx, axis)
+        value = self.ablation_value
+        if tail is not None:
+
+            def run(img: torch.Tensor, ch: torch.Tensor) -> Any:
+                return tail(img, _ablate(raw[img], axis, ch, value))  # indexing copies
+
+        else:
+            run = self._full_runner(ctx, axis)
 
         bs = max(1, int(self.batch_size))
         total = n * c
@@ -208,12 +215,7 @@ class AblationCAM(BaseCAM):
         for start in progress_bar(starts, total=len(starts), enabled=self.progress, desc=f"AblationCAM {ctx.name}"):
             rows = torch.arange(start, min(total, start + bs), device=raw.device)
             img, ch = rows // c, channel_index[rows % c]
-            if tail is not None:
-                out = tail(img, _ablate(raw[img].clone(), axis, ch, self.ablation_value))
-            else:
-                assert full is not None
-                out = full(img, ch)
-            outputs = self.engine.output_adapter(out)
+            outputs = self.engine.output_adapter(run(img, ch))
             row_targets: Sequence[Any] = [ctx.targets[i] for i in img.tolist()]
             scores[start : start + rows.numel()] = score_targets(row_targets, outputs).float()
         return scores.reshape(n, c)
