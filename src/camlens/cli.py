@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -264,11 +263,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
         _note("note: --weights none gives a randomly initialised model; its classes and maps mean nothing")
 
     layers: Any = args.target_layer if args.target_layer else zm.target_layer
-    if layers is None and importlib.util.find_spec(f"{__package__}.layers") is None:
-        raise CamLensError(
-            f"no --target-layer given and this camlens has no automatic layer choice for {args.model!r}; "
-            "pass --target-layer NAME (e.g. layer4 for ResNets)"
-        )
     cams = {
         cls.name: cls(model, target_layers=layers, batch_size=args.batch_size, progress=True) for cls in methods
     }
