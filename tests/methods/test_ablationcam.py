@@ -3,6 +3,7 @@ fallback with a warning, ablation in the raw token layout, bounded batches, stat
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -261,15 +262,19 @@ def test_progress_bar_optional(monkeypatch, capsys):
 
 
 @pytest.mark.slow
-def test_resnet50_tail_equals_full():
+def test_resnet_tail_equals_full():
+    """Exact in float64; in float32 the two paths differ only by rounding (the batch-1 capture and
+    the batch-128 full passes round differently, and y - y_k is small), so the maps agree to ~1e-3."""
     torchvision = pytest.importorskip("torchvision")
-    model = torchvision.models.resnet50().eval()
-    x = torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(0))
-    fast = AblationCAM(model, "layer4[-1]", batch_size=128, progress=False)
-    a = fast.explain(x, targets([3]))
-    assert fast.last_path == {"layer4.2": "tail"}
-    b = AblationCAM(model, "layer4[-1]", batch_size=128, progress=False, fast_path=False).explain(x, targets([3]))
-    torch.testing.assert_close(a.cam, b.cam, atol=1e-5, rtol=1e-5)
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    for m, xx, tol in ((model, x, 1e-3), (copy.deepcopy(model).double(), x.double(), 1e-7)):
+        fast = AblationCAM(m, "layer4[-1]", batch_size=128, progress=False)
+        a = fast.explain(xx, targets([3]))
+        assert fast.last_path == {"layer4.1": "tail"}
+        full = AblationCAM(m, "layer4[-1]", batch_size=128, progress=False, fast_path=False)
+        b = full.explain(xx, targets([3]))
+        torch.testing.assert_close(a.cam, b.cam, atol=tol, rtol=tol)
 
 
 def test_core_reshape_transforms_map_to_raw_axes():

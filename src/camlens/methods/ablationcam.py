@@ -193,7 +193,7 @@ class AblationCAM(BaseCAM):
 
     # ------------------------------------------------------------------ the method
     def ablated_scores(self, ctx: LayerContext) -> torch.Tensor:
-        """``y_k`` for every image and channel: ``(N, C)`` float32."""
+        """``y_k`` for every image and channel: ``(N, C)`` float64 (the differences ``y - y_k`` are small)."""
         raw = ctx.raw_activations
         n, c = ctx.activations.shape[:2]
         axis, channel_index = raw_channel_axis(raw, c, self.reshape_transform)
@@ -210,22 +210,22 @@ class AblationCAM(BaseCAM):
 
         bs = max(1, int(self.batch_size))
         total = n * c
-        scores = torch.empty(total, dtype=torch.float32, device=raw.device)
+        scores = torch.empty(total, dtype=torch.float64, device=raw.device)
         starts = range(0, total, bs)
         for start in progress_bar(starts, total=len(starts), enabled=self.progress, desc=f"AblationCAM {ctx.name}"):
             rows = torch.arange(start, min(total, start + bs), device=raw.device)
             img, ch = rows // c, channel_index[rows % c]
             outputs = self.engine.output_adapter(run(img, ch))
             row_targets: Sequence[Any] = [ctx.targets[i] for i in img.tolist()]
-            scores[start : start + rows.numel()] = score_targets(row_targets, outputs).float()
+            scores[start : start + rows.numel()] = score_targets(row_targets, outputs).double()
         return scores.reshape(n, c)
 
     def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
         """``(N, C)`` weights ``(y - y_k) / y`` (``y - y_k`` where ``y == 0``)."""
-        y = ctx.scores.float()[:, None]
+        y = ctx.scores.double()[:, None]
         yk = self.ablated_scores(ctx)
         denom = torch.where(y == 0, torch.ones_like(y), y)
-        return (y - yk) / denom
+        return ((y - yk) / denom).to(ctx.activations.dtype)
 
     def layer_map(self, ctx: LayerContext, eigen_smooth: bool) -> torch.Tensor:
         weighted = self.cam_weights(ctx)[:, :, None, None] * ctx.activations
