@@ -17,10 +17,11 @@ cannot be traced (data-dependent control flow, unsupported Python), when the lay
 more or less than once, or when a live value is not a per-image tensor; callers then fall back
 to running the full model (see :class:`camlens.methods.ablationcam.AblationCAM`).
 
-Limits: modules that fx inlines (containers, custom modules other than the target) run as their
-traced operations, so *their* forward hooks do not fire in the tail (hooks on leaf modules such as
-``Conv2d`` do). AblationCAM checks once per call that the tail reproduces the model's output and
-falls back if it does not.
+Hooks: modules that fx inlines (the model itself, containers, custom modules other than the
+target) are traced through their bare ``forward``, so their forward hooks are neither called during
+tracing nor run by the tail; hooks on leaf modules (``Conv2d``, ``Linear``, ...) in the tail fire as
+usual. AblationCAM checks once per call that the tail reproduces the model's output (which catches
+an output-changing hook the tail skips) and falls back to the full model if it does not.
 """
 
 from __future__ import annotations
@@ -50,6 +51,13 @@ class _LeafTracer(fx.Tracer):
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return m is self._target or super().is_leaf_module(m, module_qualified_name)
+
+    def call_module(self, m: nn.Module, forward: Any, args: tuple, kwargs: dict) -> Any:
+        # Inlined modules are traced through their bare ``forward``: the user's hooks on them are
+        # not called with fx proxies (no side effects on user state) and not baked into the graph.
+        if not self.is_leaf_module(m, self.path_of_module(m)):
+            forward = m.forward
+        return super().call_module(m, forward, args, kwargs)
 
 
 @dataclass

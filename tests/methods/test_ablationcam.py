@@ -284,3 +284,24 @@ def test_core_reshape_transforms_map_to_raw_axes():
     assert axis == 2 and index.tolist() == [0, 1, 2, 3]
     axis, index = raw_channel_axis(torch.zeros(2, 3, 3, 5), 5, reshape.swin_reshape_transform)
     assert axis == 3 and index.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_tail_check_catches_hooks_fx_inlines():
+    """A user hook that changes the output of an inlined module is missed by the traced tail:
+    the per-call check notices and the full model runs (with the hook)."""
+    model = ResNetish().eval()
+    handle = model.blocks[2].register_forward_hook(lambda m, a, o: o * 2.0 + 0.1)
+    calls = []
+    observer = model.blocks.register_forward_hook(lambda m, a, o: calls.append(type(o).__name__))
+    try:
+        x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(8))
+        cam = AblationCAM(model, "blocks.1", progress=False)
+        with pytest.warns(CamLensWarning, match="split model's output differs"):
+            exp = cam.explain(x, targets([0, 4]))
+        assert cam.last_path == {"blocks.1": "full"}
+        ref = naive_ablation(model, model.blocks[1], x, [0, 4], conv_channel)
+        np.testing.assert_allclose(exp.layer_maps[0].numpy(), ref.numpy(), atol=1e-5, rtol=1e-5)
+        assert "Proxy" not in calls  # tracing never called the user's hooks
+    finally:
+        handle.remove()
+        observer.remove()

@@ -163,15 +163,23 @@ class AblationCAM(BaseCAM):
 
         # Check once per call that the tail reproduces the model's output on the captured activation.
         n = ctx.raw_activations.shape[0]
-        check = []
-        for start in range(0, n, max(1, int(self.batch_size))):
-            idx = torch.arange(start, min(n, start + max(1, int(self.batch_size))), device=ctx.raw_activations.device)
-            check.append(self.engine.output_adapter(run(idx, ctx.raw_activations[idx])).float())
-        got = torch.cat(check)
-        want = ctx.outputs.float()
-        scale = float(want.abs().max()) if want.numel() else 1.0
-        if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-4, atol=1e-5 * max(1.0, scale)):
-            reason = "the split model's output differs from the model's own output"
+        bs = max(1, int(self.batch_size))
+        reason = ""
+        try:
+            check = []
+            for start in range(0, n, bs):
+                idx = torch.arange(start, min(n, start + bs), device=ctx.raw_activations.device)
+                check.append(self.engine.output_adapter(run(idx, ctx.raw_activations[idx])).float())
+            got = torch.cat(check)
+        except Exception as exc:  # the traced tail failed where the model itself ran: use the model
+            reason = f"the split model failed: {type(exc).__name__}: {exc}"
+        if not reason:
+            want = ctx.outputs.float()
+            scale = float(want.abs().max()) if want.numel() else 1.0
+            rtol = max(1e-4, 100 * torch.finfo(ctx.outputs.dtype).eps) if ctx.outputs.is_floating_point() else 1e-4
+            if got.shape != want.shape or not torch.allclose(got, want, rtol=rtol, atol=rtol * 0.1 * max(1.0, scale)):
+                reason = "the split model's output differs from the model's own output"
+        if reason:
             self._splits[ctx.name] = reason
             self._fallback(ctx.name, reason)
             return None
