@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .. import postprocess as pp
-from ..engine import Capture, Engine, OutputAdapter
+from ..engine import CamLensWarning, Capture, Engine, OutputAdapter
 from ..errors import CamLensError, InputTypeError, LayerOutputError
 from ..hooks import LayerSpec, eval_mode, resolve_layers
 from ..smoothing import AUGMENTATIONS, IDENTITY_INDEX, augment, deaugment_mean
@@ -72,6 +72,24 @@ class Explanation:
     def numpy(self) -> np.ndarray:
         """The final maps as a float32 numpy array ``(N, H, W)``."""
         return self.cam.detach().float().cpu().numpy()
+
+
+def _warn_blank_gradients(grads: torch.Tensor, raw: torch.Tensor, name: str) -> None:
+    """Warn when the reshaped gradient map is identically zero for some image although the raw one
+    is not (the reshape dropped the only tokens the target depends on, e.g. a ViT class token).
+    All-zero raw gradients are reported by the engine already."""
+    blank = grads.flatten(1).abs().amax(dim=1).eq(0) & raw.flatten(1).abs().amax(dim=1).gt(0)
+    if bool(blank.any()):
+        images = blank.nonzero().flatten().tolist()
+        warnings.warn(
+            f"the target score does not depend on the spatial map of layer {name!r} (after reshape_transform) "
+            f"for image(s) {images[:8]}{'...' if len(images) > 8 else ''}: its gradient is exactly zero there, so "
+            "gradient-based maps are blank. For a ViT, the last block's output reaches a class-token head only "
+            "through the class token, which the reshape drops: target the last block's norm1 (timm "
+            "'blocks[-1].norm1', torchvision 'encoder.layers[-1].ln_1'), or omit target_layers to let camlens choose.",
+            CamLensWarning,
+            stacklevel=5,
+        )
 
 
 class BaseCAM:
@@ -218,6 +236,8 @@ class BaseCAM:
             grads = None
             if cap.gradients is not None:
                 grads = self._to_maps(cap.gradients[i], name, "gradients")
+                if self.reshape_transform is not None:  # the engine checked the raw gradients
+                    _warn_blank_gradients(grads, cap.gradients[i], name)
             ctx = LayerContext(
                 cam=self,
                 index=i,
@@ -242,7 +262,7 @@ class BaseCAM:
             hint = (
                 "the reshape_transform must return (N, C, h, w)"
                 if self.reshape_transform is not None
-                else "for token outputs (N, tokens, C) pass reshape_transform=camlens.reshape.vit_reshape(...) "
+                else "for token outputs (N, tokens, C) pass reshape_transform=camlens.reshape.TokenReshape(...) "
                 "or a callable returning (N, C, h, w)"
             )
             raise LayerOutputError(f"{what} of target layer {name!r} have shape {shape}, expected (N, C, h, w); {hint}")
