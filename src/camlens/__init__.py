@@ -23,7 +23,9 @@ from .methods import (
     ScoreCAM,
     XGradCAM,
 )
+from .layers import auto_target_layers
 from .registry import available_methods, get_method
+from .reshape import ChannelsLast, TokenReshape, swin_reshape_transform, vit_reshape_transform
 
 __version__ = "0.1.0"
 
@@ -31,6 +33,7 @@ __all__ = [
     "AblationCAM",
     "BaseCAM",
     "CamLensError",
+    "ChannelsLast",
     "CamLensWarning",
     "EigenCAM",
     "EigenGradCAM",
@@ -43,12 +46,16 @@ __all__ = [
     "GuidedBackpropReLUModel",
     "LayerCAM",
     "ScoreCAM",
+    "TokenReshape",
     "XGradCAM",
+    "auto_target_layers",
     "available_methods",
     "default_output_adapter",
     "get_method",
     "guided_gradcam",
     "show_cam_on_image",
+    "swin_reshape_transform",
+    "vit_reshape_transform",
     "__version__",
 ]
 
