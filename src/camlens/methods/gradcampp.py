@@ -19,8 +19,10 @@ class GradCAMPlusPlus(GradientCAM):
     times ``exp(S)`` (eqs. 17-19), which cancels in ``alpha``:
     ``alpha_ij = g_ij^2 / (2 g_ij^2 + sum_ab A_ab * g_ij^3)``, and ``exp(S) > 0`` only rescales
     every ``w_k`` alike, so ``w_k = sum_ij alpha_ij * ReLU(g_ij)``. camlens uses this form, like
-    the paper's own code. Where the denominator is 0 (no gradient), ``alpha`` is 0: no division
-    by zero and no epsilon that shifts the values.
+    the paper's own code, computed as ``alpha = 1 / (2 + sum_ab A_ab * g_ij)`` (equal for
+    ``g != 0``; only ``g > 0`` contributes). Where the denominator is 0, ``alpha`` is 0: no
+    division by zero and no epsilon. (pytorch-grad-cam adds 1e-6 to the denominator; with the
+    small gradients of real networks ``g^2`` is often below 1e-6, so its maps differ.)
 
     Example::
 
@@ -31,12 +33,13 @@ class GradCAMPlusPlus(GradientCAM):
     summary = "pixel-wise alpha-weighted positive gradients (exp-score closed form)"
 
     def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
-        # The denominator can nearly cancel; float64 keeps alpha exact to ~1e-7 (MPS lacks it).
+        # 2 + S g can nearly cancel when activations are signed; float64 keeps alpha accurate.
         wide = torch.float32 if ctx.gradients.device.type == "mps" else torch.float64
         g = ctx.gradients.to(wide)
         a_sum = ctx.activations.to(wide).sum(dim=(2, 3), keepdim=True)
-        g2 = g * g
-        denom = 2 * g2 + a_sum * g2 * g
-        safe = torch.where(denom != 0, denom, torch.ones_like(denom))
-        alpha = torch.where(denom != 0, g2 / safe, torch.zeros_like(g2))
+        # For g != 0, g^2 / (2 g^2 + S g^3) = 1 / (2 + S g): the same value without powers of a
+        # small gradient that lose precision in float32. Only g > 0 matters (ReLU(g) weights it).
+        denom = 2 + a_sum * g
+        positive = (g > 0) & (denom != 0)
+        alpha = torch.where(positive, 1 / torch.where(positive, denom, torch.ones_like(denom)), torch.zeros_like(g))
         return (alpha * g.clamp_min(0)).sum(dim=(2, 3), keepdim=True).to(ctx.gradients.dtype)
