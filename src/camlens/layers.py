@@ -19,7 +19,7 @@ See ``docs/architectures.md`` for the table of families, layers and reshapes.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -491,8 +491,3 @@ def auto_target_layers(model: nn.Module, example_input: Optional[torch.Tensor] =
         f"{tuple(shape[1:])} on a {tuple(probe[1:])} probe input)"
     )
     return LayerChoice([(name, module)], None, description, "generic")
-
-
-def default_layer_names(model: nn.Module) -> Sequence[str]:
-    """Dotted names :func:`auto_target_layers` would choose (convenience for docs and tests)."""
-    return auto_target_layers(model).names
