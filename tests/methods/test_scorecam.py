@@ -109,13 +109,13 @@ def test_constant_channels_scored_once_and_exactly(pnet, x6):
 
 
 def test_memory_bounded_by_batch_size_and_capture_hooks_silent():
-    """512 channels, batch_size 8: no forward ever sees more than 8 masked images, and the
+    """256 channels, batch_size 16: no forward ever sees more than 16 masked images, and the
     target layer carries no capture hook while masked inputs are scored."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 512, 3, stride=4, padding=1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.LazyLinear(3)
+        torch.nn.Conv2d(3, 256, 3, stride=4, padding=1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.LazyLinear(3)
     )
-    x = torch.randn(2, 3, 16, 16)
+    x = torch.randn(1, 3, 16, 16)
     model(x)  # materialise the lazy layer
     model.eval()
     seen, capture_hooks = [], []
@@ -123,14 +123,14 @@ def test_memory_bounded_by_batch_size_and_capture_hooks_silent():
     h1 = model.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[0]))
     h2 = layer.register_forward_pre_hook(lambda m, args: capture_hooks.append(len(m._forward_hooks)))
     try:
-        cam = ScoreCAM(model, layer, batch_size=8, progress=False)
-        out = cam(x, targets=[ClassifierOutputTarget(0), ClassifierOutputTarget(2)])
+        cam = ScoreCAM(model, layer, batch_size=16, progress=False)
+        out = cam(x, targets=[ClassifierOutputTarget(2)])
     finally:
         h1.remove()
         h2.remove()
     assert np.isfinite(out).all()
-    assert seen[0] == 2 and max(seen[1:]) <= 8
-    assert sum(seen[1:]) <= 2 * 512 + 1  # every (image, channel) pair at most once (+1 zero image)
+    assert seen[0] == 1 and max(seen[1:]) <= 16 and len(seen) > 10
+    assert sum(seen[1:]) <= 256 + 1  # every (image, channel) pair at most once (+1 zero image)
     assert capture_hooks[0] == 1 and all(n == 0 for n in capture_hooks[1:])
     assert len(capture_hooks) == len(seen)
 
