@@ -13,7 +13,7 @@ import camlens
 from camlens import available_methods, get_method
 from camlens.targets import ClassifierOutputTarget
 
-from conftest import SmallCNN, hooks_of
+from testnets import SmallCNN, hooks_of
 
 METHODS = available_methods()
 

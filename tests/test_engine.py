@@ -17,7 +17,7 @@ from camlens.errors import LayerNotRunError, LayerOutputError, ModelOutputError
 from camlens.hooks import resolve_layers
 from camlens.targets import ClassifierOutputTarget
 
-from conftest import SmallCNN
+from testnets import SmallCNN
 
 
 def test_autograd_starts_at_the_target_layer(small_cnn, image_batch):

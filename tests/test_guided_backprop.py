@@ -16,7 +16,7 @@ from camlens.errors import InputShapeError
 from camlens.image import deprocess_image
 from camlens.targets import ClassifierOutputTarget
 
-from conftest import hooks_of
+from testnets import hooks_of
 
 
 class _RefGuided(torch.autograd.Function):

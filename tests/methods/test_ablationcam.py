@@ -215,7 +215,7 @@ def test_eigen_smooth_several_layers_aug_smooth():
 
 @pytest.mark.parametrize("fast_path", [True, False])
 def test_raising_target_leaves_model_as_found(fast_path):
-    from conftest import hooks_of
+    from testnets import hooks_of
 
     model = ResNetish()
     model.train()

@@ -199,7 +199,7 @@ def test_several_layers_and_aug_smooth_run():
 
 
 def test_raising_target_leaves_model_as_found(pnet, x6):
-    from conftest import hooks_of
+    from testnets import hooks_of
 
     calls = []
 
