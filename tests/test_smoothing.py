@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from camlens import GradCAM
@@ -36,3 +37,27 @@ def test_aug_smooth_picks_targets_on_the_original_image(small_cnn, image_batch):
     np.testing.assert_allclose(
         cam(image_batch, aug_smooth=True), cam(image_batch, targets=[ClassifierOutputTarget(c) for c in top], aug_smooth=True)
     )
+
+
+def test_aug_smooth_falls_back_to_one_augmentation_at_a_time_when_memory_runs_out(small_cnn, image_batch, monkeypatch):
+    from camlens import CamLensWarning
+    from camlens.methods import base
+
+    cam = GradCAM(small_cnn, "block")
+    expected = cam.explain(image_batch, aug_smooth=True)
+    real_run = cam.engine.run
+    sizes = []
+
+    def tight_memory(x, *args, **kwargs):
+        sizes.append(x.shape[0])
+        if x.shape[0] > image_batch.shape[0]:
+            raise base._OUT_OF_MEMORY("CUDA out of memory (simulated)")
+        return real_run(x, *args, **kwargs)
+
+    monkeypatch.setattr(cam.engine, "run", tight_memory)
+    with pytest.warns(CamLensWarning, match="one augmentation at a time"):
+        got = cam.explain(image_batch, aug_smooth=True)
+    assert sizes[0] == 6 * 4 and set(sizes[1:]) == {4}
+    torch.testing.assert_close(got.cam, expected.cam, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got.scores, expected.scores)
+    assert [t.category for t in got.targets] == [t.category for t in expected.targets]

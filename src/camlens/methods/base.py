@@ -33,6 +33,7 @@ __all__ = ["BaseCAM", "GradientCAM", "ActivationCAM", "LayerContext", "Explanati
 logger = logging.getLogger("camlens")
 
 ReshapeTransform = Callable[[torch.Tensor], torch.Tensor]
+_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
 @dataclass
@@ -299,13 +300,42 @@ class BaseCAM:
                 ident = outputs[IDENTITY_INDEX * n : (IDENTITY_INDEX + 1) * n]
                 return list(targets_from_categories(target_category, ident)) * k
 
-        xs = augment(x)
-        cap = self.engine.run(xs, all_targets, need_gradients=self.uses_gradients, resolve_targets=resolve)
-        raw = self._layer_maps(cap, xs, eigen_smooth)
+        try:
+            xs = augment(x)
+            cap = self.engine.run(xs, all_targets, need_gradients=self.uses_gradients, resolve_targets=resolve)
+            raw = self._layer_maps(cap, xs, eigen_smooth)
+            scores, resolved = cap.scores, cap.targets
+        except _OUT_OF_MEMORY:
+            xs = cap = None  # free the failed batch before the lean path
+            warnings.warn(
+                "aug_smooth: the six augmented copies of the batch did not fit in memory together; "
+                "running them one augmentation at a time (same result, slower)",
+                CamLensWarning,
+                stacklevel=4,
+            )
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raw, scores, resolved = self._augmented_one_by_one(x, targets, target_category, eigen_smooth)
         cams = self._finish(raw, tuple(x.shape[-2:]))
         cam = pp.minmax_normalize(deaugment_mean(cams, n))
         sl = slice(IDENTITY_INDEX * n, (IDENTITY_INDEX + 1) * n)
-        return Explanation(cam, [r[sl] for r in raw], cap.scores[sl], cap.targets[sl], self.target_layer_names)
+        return Explanation(cam, [r[sl] for r in raw], scores[sl], resolved[sl], self.target_layer_names)
+
+    def _augmented_one_by_one(
+        self, x: torch.Tensor, targets: list[TargetFn] | None, target_category: Any, eigen_smooth: bool
+    ) -> tuple[list[torch.Tensor], torch.Tensor, list[TargetFn]]:
+        """The memory-lean path of aug_smooth: one forward/backward per augmentation."""
+        if targets is None:  # choose the targets on the un-augmented image first
+            ident = augment(x, (AUGMENTATIONS[IDENTITY_INDEX],))
+            targets = self.engine.run(ident, None, target_category=target_category, need_gradients=False).targets
+        per_aug = []
+        for aug in AUGMENTATIONS:
+            xa = augment(x, (aug,))
+            cap = self.engine.run(xa, targets, need_gradients=self.uses_gradients)
+            per_aug.append((self._layer_maps(cap, xa, eigen_smooth), cap.scores))
+        raw = [torch.cat([maps[i] for maps, _ in per_aug]) for i in range(len(self.layers))]
+        scores = torch.cat([s for _, s in per_aug])
+        return raw, scores, list(targets) * len(AUGMENTATIONS)
 
     @staticmethod
     def _move_to_cuda(model: nn.Module) -> None:
