@@ -3,7 +3,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from camlens.evaluate import Geometry, evaluate, format_table, load_annotations, load_samples, register_cli
 

@@ -29,11 +29,10 @@ import argparse
 import csv
 import importlib.util
 import json
-import math
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
