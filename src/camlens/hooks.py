@@ -21,7 +21,7 @@ from .errors import InputTypeError, LayerNotFoundError
 
 LayerSpec = Union[nn.Module, str]
 
-__all__ = ["LayerSpec", "resolve_layers", "layer_name", "HookSet", "eval_mode"]
+__all__ = ["LayerSpec", "resolve_layers", "find_submodule", "layer_name", "HookSet", "eval_mode"]
 
 _INDEX = re.compile(r"^([^\[\]]*)((?:\[-?\d+\])*)$")
 
@@ -43,30 +43,53 @@ def _suggest(model: nn.Module, wanted: str) -> str:
     return "top-level children: " + ", ".join(repr(c) for c in top[:12])
 
 
-def _resolve_name(model: nn.Module, spec: str) -> nn.Module:
-    module: Any = model
-    path = [p for p in spec.strip().split(".") if p != ""]
-    for part in path:
+def _parse_path(path: str) -> list[tuple[str, list[int]]] | None:
+    """``"layer4[-1].conv1"`` -> ``[("layer4", [-1]), ("conv1", [])]``; ``None`` if not a valid path."""
+    parts = []
+    for part in (p for p in path.strip().split(".") if p != ""):
         match = _INDEX.match(part)
         if match is None:
-            raise LayerNotFoundError(
-                f"target layer {spec!r} is not a valid layer path; expected dotted names with "
-                f"optional [i] indices such as 'layer4.2' or 'features[-1]'"
-            )
-        attr, indices = match.group(1), match.group(2)
-        try:
-            if attr:
-                child = module._modules.get(attr) if isinstance(module, nn.Module) else None
-                if child is None:
-                    raise KeyError(attr)
-                module = child
-            for idx in re.findall(r"-?\d+", indices):
-                module = module[int(idx)]
-        except (KeyError, IndexError, TypeError, AttributeError):
-            raise LayerNotFoundError(
-                f"target layer {spec!r} is not in {type(model).__name__}; "
-                f"{_suggest(model, spec.replace('[', '.').replace(']', ''))}"
-            ) from None
+            return None
+        parts.append((match.group(1), [int(i) for i in re.findall(r"-?\d+", match.group(2))]))
+    return parts
+
+
+def _walk(model: nn.Module, parts: list[tuple[str, list[int]]]) -> Any:
+    """Follow parsed path parts from ``model``; ``None`` when a step does not exist."""
+    current: Any = model
+    for attr, indices in parts:
+        if attr:
+            current = current._modules.get(attr) if isinstance(current, nn.Module) else None
+            if current is None:
+                return None
+        for idx in indices:
+            try:
+                current = current[idx]
+            except (KeyError, IndexError, TypeError, AttributeError):
+                return None
+    return current
+
+
+def find_submodule(model: nn.Module, path: str) -> nn.Module | None:
+    """The submodule at a dotted path with optional ``[i]`` indices, or ``None`` if there is none."""
+    parts = _parse_path(path)
+    found = _walk(model, parts) if parts is not None else None
+    return found if isinstance(found, nn.Module) else None
+
+
+def _resolve_name(model: nn.Module, spec: str) -> nn.Module:
+    parts = _parse_path(spec)
+    if parts is None:
+        raise LayerNotFoundError(
+            f"target layer {spec!r} is not a valid layer path; expected dotted names with "
+            f"optional [i] indices such as 'layer4.2' or 'features[-1]'"
+        )
+    module = _walk(model, parts)
+    if module is None:
+        raise LayerNotFoundError(
+            f"target layer {spec!r} is not in {type(model).__name__}; "
+            f"{_suggest(model, spec.replace('[', '.').replace(']', ''))}"
+        )
     if not isinstance(module, nn.Module):
         raise LayerNotFoundError(f"target layer {spec!r} names a {type(module).__name__}, not a module")
     return module

@@ -18,7 +18,6 @@ See ``docs/architectures.md`` for the table of families, layers and reshapes.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -28,7 +27,7 @@ from torch import nn
 
 from .engine import default_output_adapter, model_device, model_dtype
 from .errors import CamLensError, LayerNotFoundError
-from .hooks import HookSet, eval_mode, resolve_layers
+from .hooks import HookSet, eval_mode, find_submodule, resolve_layers
 from .reshape import ChannelsLast, TokenReshape
 
 __all__ = [
@@ -63,28 +62,7 @@ class LayerChoice:
 
 
 # ---------------------------------------------------------------------- helpers
-_PART = re.compile(r"^([^\[\]]*)((?:\[-?\d+\])*)$")
 _POOL = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
-
-
-def _get(module: nn.Module, path: str) -> nn.Module | None:
-    """The submodule at ``path`` (``"encoder.layers[-1].ln_1"``), or ``None`` if any step is missing."""
-    current: Any = module
-    for part in path.split("."):
-        match = _PART.match(part)
-        if match is None:
-            return None
-        attr, indices = match.group(1), match.group(2)
-        if attr:
-            current = current._modules.get(attr) if isinstance(current, nn.Module) else None
-            if current is None:
-                return None
-        for idx in re.findall(r"-?\d+", indices):
-            try:
-                current = current[int(idx)]
-            except (IndexError, TypeError, KeyError):
-                return None
-    return current if isinstance(current, nn.Module) else None
 
 
 def _class_names(module: nn.Module) -> set[str]:
@@ -93,17 +71,17 @@ def _class_names(module: nn.Module) -> set[str]:
 
 def _seq(module: nn.Module, path: str) -> bool:
     """``path`` names a non-empty indexable container (Sequential or ModuleList)."""
-    sub = _get(module, path)
+    sub = find_submodule(module, path)
     return isinstance(sub, (nn.Sequential, nn.ModuleList)) and len(sub) > 0
 
 
 def _has(module: nn.Module, *paths: str) -> bool:
-    return all(_get(module, p) is not None for p in paths)
+    return all(find_submodule(module, p) is not None for p in paths)
 
 
 def _last_non_pool(module: nn.Module, path: str) -> str | None:
     """Path of the last element of the Sequential at ``path`` that is not a pooling layer."""
-    seq = _get(module, path)
+    seq = find_submodule(module, path)
     if not isinstance(seq, nn.Sequential):
         return None
     for i in range(len(seq) - 1, -1, -1):
@@ -157,15 +135,15 @@ class Family:
             path = self.layer(module)
         except (AttributeError, TypeError, IndexError, KeyError):
             return False
-        return path is not None and _get(module, path) is not None
+        return path is not None and find_submodule(module, path) is not None
 
 
 def _is_timm_vit(m: nn.Module) -> bool:
     return (
         _seq(m, "blocks")
         and _has(m, "blocks[-1].norm1")
-        and _get(m, "patch_embed") is not None
-        and getattr(_get(m, "patch_embed"), "grid_size", None) is not None
+        and find_submodule(m, "patch_embed") is not None
+        and getattr(find_submodule(m, "patch_embed"), "grid_size", None) is not None
         and isinstance(getattr(m, "num_prefix_tokens", None), int)
     )
 
@@ -174,7 +152,7 @@ FAMILIES: tuple[Family, ...] = (
     Family(
         name="ViT (torchvision)",
         classes=(),  # torchvision's class is also called VisionTransformer: structure tells them apart
-        structure=lambda m: isinstance(_get(m, "conv_proj"), nn.Conv2d) and _seq(m, "encoder.layers")
+        structure=lambda m: isinstance(find_submodule(m, "conv_proj"), nn.Conv2d) and _seq(m, "encoder.layers")
         and _has(m, "encoder.layers[-1].ln_1") and hasattr(m, "image_size") and hasattr(m, "patch_size"),
         layer=lambda m: "encoder.layers[-1].ln_1",
         why="input of the last encoder block's attention; the block's own output reaches the head "
@@ -244,8 +222,8 @@ FAMILIES: tuple[Family, ...] = (
     Family(
         name="VGG / AlexNet",
         classes=("VGG", "AlexNet"),
-        structure=lambda m: _seq(m, "features") and isinstance(_get(m, "features[-1]"), nn.MaxPool2d)
-        and _seq(m, "classifier") and all(isinstance(c, nn.Linear | nn.ReLU | nn.Dropout) for c in _get(m, "classifier")),
+        structure=lambda m: _seq(m, "features") and isinstance(find_submodule(m, "features[-1]"), nn.MaxPool2d)
+        and _seq(m, "classifier") and all(isinstance(c, nn.Linear | nn.ReLU | nn.Dropout) for c in find_submodule(m, "classifier")),
         layer=lambda m: _last_non_pool(m, "features"),
         why="rectified output of the last convolution (Grad-CAM's conv5_3), before the final max pool: "
         "twice the resolution of features[-1] with the same channel evidence",
@@ -256,7 +234,7 @@ FAMILIES: tuple[Family, ...] = (
     Family(
         name="MNASNet",
         classes=("MNASNet",),
-        structure=lambda m: _seq(m, "layers") and _has(m, "classifier") and isinstance(_get(m, "layers[-1]"), nn.ReLU),
+        structure=lambda m: _seq(m, "layers") and _has(m, "classifier") and isinstance(find_submodule(m, "layers[-1]"), nn.ReLU),
         layer=lambda m: "layers[-1]",
         why="ReLU after the final 1x1 convolution (1280 channels), before global pooling",
         examples=("mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3"),
@@ -309,7 +287,7 @@ FAMILIES: tuple[Family, ...] = (
         name="EfficientNet (timm)",
         classes=(),
         structure=lambda m: _seq(m, "blocks") and _has(m, "conv_stem", "conv_head", "bn2", "global_pool")
-        and not isinstance(_get(m, "bn2"), nn.Identity),
+        and not isinstance(find_submodule(m, "bn2"), nn.Identity),
         layer=lambda m: "bn2",
         why="norm + activation after the head convolution, before global pooling",
         examples=("efficientnet_b0",),
@@ -318,7 +296,7 @@ FAMILIES: tuple[Family, ...] = (
         name="MobileNet / EfficientNet / ConvNeXt / SqueezeNet (torchvision)",
         classes=(),
         structure=lambda m: _seq(m, "features") and _has(m, "classifier")
-        and not isinstance(_get(m, "features[-1]"), (*_POOL, nn.Flatten, nn.Linear, nn.Dropout)),
+        and not isinstance(find_submodule(m, "features[-1]"), (*_POOL, nn.Flatten, nn.Linear, nn.Dropout)),
         layer=lambda m: "features[-1]",
         why="last block of `features` (head convolution, last ConvNeXt stage or last Fire module), "
         "before global pooling",
