@@ -29,7 +29,7 @@ from .errors import InputShapeError, InputTypeError, LayerNotRunError, LayerOutp
 from .hooks import HookSet
 from .targets import TargetFn, score_targets, targets_from_categories
 
-__all__ = ["Capture", "Engine", "default_output_adapter", "model_device", "CamLensWarning"]
+__all__ = ["Capture", "Engine", "default_output_adapter", "model_device", "prepare_images", "CamLensWarning"]
 
 OutputAdapter = Callable[[Any], torch.Tensor]
 TargetResolver = Callable[[torch.Tensor], Sequence[TargetFn]]
@@ -87,6 +87,35 @@ def model_dtype(model: nn.Module) -> torch.dtype | None:
     return None
 
 
+def prepare_images(input_tensor: Any, model: nn.Module | None = None, name: str = "input_tensor") -> torch.Tensor:
+    """Validate a float ``(N, C, H, W)`` batch; with ``model``, move it to the model's device and
+    floating dtype. Returns a detached tensor (a normal one, also when given an inference tensor)."""
+    if not isinstance(input_tensor, torch.Tensor):
+        raise InputTypeError(
+            f"{name} must be a torch.Tensor of shape (N, C, H, W); got {type(input_tensor).__name__}"
+            " (convert with torch.as_tensor(...) and add a batch axis)"
+        )
+    if input_tensor.dim() != 4:
+        hint = " (add a batch axis with x.unsqueeze(0))" if input_tensor.dim() == 3 else ""
+        raise InputShapeError(
+            f"{name} must have 4 dimensions (N, C, H, W); got shape {tuple(input_tensor.shape)}{hint}"
+        )
+    if not input_tensor.is_floating_point():
+        raise InputTypeError(
+            f"{name} must be floating point; got dtype {input_tensor.dtype} "
+            "(convert with x.float() / 255 and normalise as the model expects)"
+        )
+    if input_tensor.shape[0] == 0 or input_tensor.numel() == 0:
+        raise InputShapeError(f"{name} is empty: shape {tuple(input_tensor.shape)}")
+    x = input_tensor
+    if model is not None:
+        x = x.to(device=model_device(model, x.device), dtype=model_dtype(model) or x.dtype)
+    if x.is_inference():
+        with torch.inference_mode(False):
+            x = x.clone()
+    return x.detach()
+
+
 @dataclass
 class Capture:
     """What one forward (and backward) pass produced. Everything is detached from autograd."""
@@ -123,29 +152,7 @@ class Engine:
 
     def prepare_input(self, input_tensor: Any) -> torch.Tensor:
         """Validate an image batch and move it to the model's device and floating dtype."""
-        if not isinstance(input_tensor, torch.Tensor):
-            raise InputTypeError(
-                f"input_tensor must be a torch.Tensor of shape (N, C, H, W); got {type(input_tensor).__name__}"
-                " (convert with torch.as_tensor(...) and add a batch axis)"
-            )
-        if input_tensor.dim() != 4:
-            hint = " (add a batch axis with x.unsqueeze(0))" if input_tensor.dim() == 3 else ""
-            raise InputShapeError(
-                f"input_tensor must have 4 dimensions (N, C, H, W); got shape {tuple(input_tensor.shape)}{hint}"
-            )
-        if not input_tensor.is_floating_point():
-            raise InputTypeError(
-                f"input_tensor must be floating point; got dtype {input_tensor.dtype} "
-                "(convert with x.float() / 255 and normalise as the model expects)"
-            )
-        if input_tensor.shape[0] == 0 or input_tensor.numel() == 0:
-            raise InputShapeError(f"input_tensor is empty: shape {tuple(input_tensor.shape)}")
-        dtype = model_dtype(self.model) or input_tensor.dtype
-        x = input_tensor.to(device=model_device(self.model, input_tensor.device), dtype=dtype)
-        if x.is_inference():
-            with torch.inference_mode(False):
-                x = x.clone()
-        return x.detach()
+        return prepare_images(input_tensor, self.model)
 
     # ------------------------------------------------------------------ running
     def forward_outputs(self, x: torch.Tensor) -> torch.Tensor:

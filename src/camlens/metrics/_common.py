@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..engine import OutputAdapter, default_output_adapter, model_device, model_dtype
+from ..engine import OutputAdapter, default_output_adapter, prepare_images
 from ..errors import InputShapeError, InputTypeError, ModelOutputError, TargetError
 from ..hooks import eval_mode
 
@@ -39,20 +39,10 @@ SCORES = ("softmax", "logit", "correct")
 
 
 def as_images(x: Any, model: nn.Module | None = None, name: str = "input_tensor") -> torch.Tensor:
-    """Validate a float ``(N, C, H, W)`` batch and move it to the model's device and dtype."""
+    """Validate a float ``(N, C, H, W)`` batch (numpy accepted) and move it to the model's device and dtype."""
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
-    if not isinstance(x, torch.Tensor):
-        raise InputTypeError(f"{name} must be a torch.Tensor of shape (N, C, H, W); got {type(x).__name__}")
-    if x.dim() != 4:
-        raise InputShapeError(f"{name} must have shape (N, C, H, W); got {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise InputTypeError(f"{name} must be floating point; got dtype {x.dtype}")
-    if x.shape[0] == 0 or x.numel() == 0:
-        raise InputShapeError(f"{name} is empty: shape {tuple(x.shape)}")
-    if model is not None:
-        x = x.to(device=model_device(model, x.device), dtype=model_dtype(model) or x.dtype)
-    return x.detach()
+    return prepare_images(x, model, name)
 
 
 def as_maps(cams: Any, like: torch.Tensor | None = None, name: str = "cams") -> torch.Tensor:
