@@ -65,6 +65,11 @@ def test_preprocess_image_by_hand():
     t = preprocess_image(img, mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5])
     assert t.shape == (1, 3, 2, 2)
     assert torch.equal(t[0, 0], torch.ones(2, 2)) and torch.equal(t[0, 1], -torch.ones(2, 2))
+    batch = np.stack([img, 1 - img])
+    expected = torch.cat([preprocess_image(img), preprocess_image(1 - img)])
+    assert torch.equal(preprocess_image(batch), expected)
+    with pytest.raises(InputShapeError, match=r"\(H, W, 3\) or \(N, H, W, 3\)"):
+        preprocess_image(np.zeros((2, 2)))
 
 
 def test_deprocess_image_tensor_and_array():

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from .errors import CamLensError
-from .image import IMAGENET_MEAN, IMAGENET_STD
+from .image import IMAGENET_MEAN, IMAGENET_STD, preprocess_image
 from .metrics import (
     AverageDrop,
     Deletion,
@@ -357,8 +357,6 @@ def evaluate(
                   batch_size=batch_size, progress=False, output_adapter=output_adapter)
         for c in classes
     }
-    mean_t = torch.tensor(mean, dtype=torch.float32)[:, None, None]
-    std_t = torch.tensor(std, dtype=torch.float32)[:, None, None]
     batches = range(0, len(samples), batch_size)
     from .progress import progress_bar
 
@@ -367,8 +365,7 @@ def evaluate(
         shapes = {s.image.shape for s in chunk}
         if len(shapes) != 1:
             raise CamLensError(f"images of one batch must share a size after preprocessing; got {sorted(shapes)}")
-        imgs = torch.from_numpy(np.stack([s.image for s in chunk])).permute(0, 3, 1, 2)
-        x = ((imgs - mean_t) / std_t).to(device)
+        x = preprocess_image(np.stack([s.image for s in chunk]), mean, std).to(device)
         labels = [s.label for s in chunk]
         if any(lb is None for lb in labels):
             with torch.no_grad():

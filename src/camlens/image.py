@@ -110,14 +110,17 @@ def preprocess_image(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
 ) -> torch.Tensor:
-    """Float RGB ``(H, W, 3)`` in ``[0, 1]`` -> normalised tensor ``(1, 3, H, W)``."""
+    """Float RGB ``(H, W, 3)`` (or a batch ``(N, H, W, 3)``) in ``[0, 1]`` -> normalised
+    ``(x - mean) / std`` tensor ``(1, 3, H, W)`` (or ``(N, 3, H, W)``)."""
     arr = _to_numpy(img).astype(np.float32)
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        raise InputShapeError(f"img must be (H, W, 3); got shape {arr.shape}")
-    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4 or arr.shape[3] != 3:
+        raise InputShapeError(f"img must be (H, W, 3) or (N, H, W, 3); got shape {arr.shape}")
+    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2)
     m = torch.tensor(mean, dtype=torch.float32)[:, None, None]
     s = torch.tensor(std, dtype=torch.float32)[:, None, None]
-    return ((t - m) / s)[None].contiguous()
+    return ((t - m) / s).contiguous()
 
 
 def deprocess_image(img: Any) -> np.ndarray:

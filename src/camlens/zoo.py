@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import CamLensError, InputShapeError
-from .image import IMAGENET_MEAN, IMAGENET_STD
+from .image import IMAGENET_MEAN, IMAGENET_STD, preprocess_image
 
 __all__ = [
     "BUNDLED_MODELS",
@@ -89,15 +89,7 @@ class Preprocessing:
 
     def normalize(self, imgs: np.ndarray) -> torch.Tensor:
         """Float RGB ``(H, W, 3)`` or ``(N, H, W, 3)`` in ``[0, 1]`` -> normalised ``(N, 3, H, W)``."""
-        t = torch.as_tensor(np.asarray(imgs, dtype=np.float32))
-        if t.dim() == 3:
-            t = t[None]
-        if t.dim() != 4 or t.shape[-1] != 3:
-            raise InputShapeError(f"images must be (N, H, W, 3) RGB; got shape {tuple(t.shape)}")
-        t = t.permute(0, 3, 1, 2)
-        mean = torch.tensor(self.mean, dtype=torch.float32)[:, None, None]
-        std = torch.tensor(self.std, dtype=torch.float32)[:, None, None]
-        return ((t - mean) / std).contiguous()
+        return preprocess_image(imgs, self.mean, self.std)
 
     def prepare(self, img: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
         """``(display image (h, w, 3) in [0, 1], model input (1, 3, h, w))`` for one image."""
