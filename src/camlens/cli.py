@@ -56,7 +56,7 @@ torchvision classifiers ("resnet50", "mobilenet_v2", ...) and timm models ("timm
 
 
 # ---------------------------------------------------------------------------- parser
-def _device_arg(text: str) -> str:
+def device_arg(text: str) -> str:
     t = text.strip().lower()
     if t in ("auto", "cpu", "cuda", "mps") or (t.startswith("cuda:") and t[5:].isdigit()):
         return t
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("--aug-smooth", action="store_true", help="test-time augmentation smoothing")
     ex.add_argument("--eigen-smooth", action="store_true", help="first principal component of the weighted activations")
-    ex.add_argument("--device", type=_device_arg, default="auto", help="auto (cuda if available), cpu, cuda, cuda:N, mps")
+    ex.add_argument("--device", type=device_arg, default="auto", help="auto (cuda if available), cpu, cuda, cuda:N, mps")
     ex.add_argument("--use-cuda", action="store_true", help="run on CUDA (same as --device cuda)")
     ex.add_argument(
         "--batch-size", type=_positive_int, default=16, metavar="N",
@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     de.add_argument("--output-dir", "-o", default="demo-output", metavar="DIR", help="where demo.png goes (default demo-output)")
     de.add_argument("--method", "-m", action="append", default=None, metavar="NAME", help="methods to show (repeatable)")
-    de.add_argument("--device", type=_device_arg, default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    de.add_argument("--device", type=device_arg, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     de.set_defaults(func=cmd_demo)
 
     try:  # `camlens evaluate` lives with the metrics, in camlens.evaluate

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .cli import device_arg, resolve_device
 from .errors import CamLensError
 from .image import IMAGENET_MEAN, IMAGENET_STD, preprocess_image
 from .metrics import (
@@ -489,16 +490,10 @@ def _load_model_file(path: str, fn_name: str | None) -> tuple[nn.Module, Any]:
     return model, module
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``camlens evaluate`` (``args`` from :func:`register_cli`'s parser)."""
     try:
-        device = _resolve_device(args.device)
+        device = resolve_device(args.device)
         methods = _split(args.method, DEFAULT_METHODS)
         metrics = _check_names(_split(args.metric, DEFAULT_METRICS))
         for m in methods:
@@ -578,7 +573,7 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--tolerance", type=float, default=15.0, help="pointing-game tolerance in pixels (default 15)")
     p.add_argument("--limit", type=int, default=None, help="use the first N images only")
     p.add_argument("--seed", type=int, default=0, help="seed of tie-breaking and ROAD noise")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--device", type=device_arg, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--output", "-o", default=None, help="write the table to a .csv or .json file")
     p.add_argument("--no-baseline", action="store_true", help="omit the image-centre baseline row")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
