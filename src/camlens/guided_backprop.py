@@ -39,6 +39,12 @@ from .targets import TargetFn, score_targets, targets_from_categories
 __all__ = ["GuidedBackprop", "GuidedBackpropReLUModel", "guided_gradcam"]
 
 
+def _guided_backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+    """The guided rule: pass only positive gradients, only where the ReLU's output was positive."""
+    (out,) = ctx.saved_tensors
+    return grad.clamp_min(0) * (out > 0).to(grad.dtype)
+
+
 class _GuidedReLU(torch.autograd.Function):
     """``relu(x)`` whose backward passes only positive gradients where the output is positive."""
 
@@ -50,8 +56,7 @@ class _GuidedReLU(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        (out,) = ctx.saved_tensors
-        return grad.clamp_min(0) * (out > 0).to(grad.dtype)
+        return _guided_backward(ctx, grad)
 
 
 class _GuidedReLUInplace(torch.autograd.Function):
@@ -66,8 +71,7 @@ class _GuidedReLUInplace(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        (out,) = ctx.saved_tensors
-        return grad.clamp_min(0) * (out > 0).to(grad.dtype)
+        return _guided_backward(ctx, grad)
 
 
 _RELU = {F.relu, torch.relu, torch.Tensor.relu}
