@@ -11,8 +11,8 @@ pytest.importorskip("efficientnet_lite_pytorch")
 pytest.importorskip("skimage")
 pytest.importorskip("matplotlib")
 
-from camlens.cli import main  # noqa: E402
-from camlens.demo import DEMO_METHODS, TILE, demo_scene, format_report, run_demo  # noqa: E402
+from camlens.app.cli import main  # noqa: E402
+from camlens.app.demo import DEMO_METHODS, TILE, demo_scene, format_report, run_demo  # noqa: E402
 
 DOCS_FIGURE = Path(__file__).resolve().parents[1] / "docs" / "demo.png"
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat

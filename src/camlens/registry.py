@@ -9,7 +9,7 @@ from .errors import MethodNotFoundError
 if TYPE_CHECKING:  # pragma: no cover
     from .methods.base import BaseCAM
 
-__all__ = ["register", "get_method", "available_methods", "method_aliases"]
+__all__ = ["register", "get_method", "available_methods", "registered_classes"]
 
 _METHODS: dict[str, type["BaseCAM"]] = {}
 _ALIASES: dict[str, str] = {}
@@ -46,10 +46,9 @@ def available_methods() -> list[str]:
     return list(_METHODS)
 
 
-def method_aliases() -> dict[str, str]:
-    """Every accepted spelling -> canonical method name."""
-    _load()
-    return dict(_ALIASES)
+def registered_classes() -> list[type["BaseCAM"]]:
+    """The registered classes, in registration order (without loading the methods package)."""
+    return list(_METHODS.values())
 
 
 def get_method(name: str) -> type["BaseCAM"]:

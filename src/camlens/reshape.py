@@ -11,7 +11,6 @@ gradients, so the same callable must work on both (they have the same shape).
   ``reshape_transform(tensor, height, width)`` functions users write for other CAM libraries).
 * :func:`swin_reshape_transform` / :class:`ChannelsLast` -- channels-last grids ``(N, h, w, C)``
   (torchvision and timm Swin stages) become ``(N, C, h, w)``; token sequences are gridded too.
-* :func:`reshape_transform_for` -- the right transform for a model (``None`` for CNNs).
 
 Example::
 
@@ -24,7 +23,7 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Optional, Union
 
 import torch
@@ -37,7 +36,6 @@ __all__ = [
     "ChannelsLast",
     "vit_reshape_transform",
     "swin_reshape_transform",
-    "reshape_transform_for",
     "model_token_layout",
 ]
 
@@ -305,15 +303,3 @@ def model_token_layout(model: nn.Module) -> tuple[Grid, int] | None:
         prefix = 1 if isinstance(getattr(model, "class_token", None), torch.Tensor) else 0
         return (image_size[0] // patch[0], image_size[1] // patch[1]), prefix
     return None
-
-
-def reshape_transform_for(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """The reshape a model's conventional target layer needs: a :class:`TokenReshape` for
-    ViT-style models, :class:`ChannelsLast` for Swin, ``None`` for CNNs (channels-first maps).
-
-    Looks at the model itself and at its submodules (a wrapped backbone is found too).
-    """
-    from .layers import detect_family  # local: layers imports this module
-
-    found = detect_family(model)
-    return None if found is None else found.reshape_transform

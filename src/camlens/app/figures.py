@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputShapeError
-from .image import show_cam_on_image
+from ..errors import InputShapeError
+from ..image import show_cam_on_image
 
 __all__ = ["FigureRow", "cam_grid", "save_png"]
 

@@ -7,7 +7,7 @@ bundled EfficientNet-Lite0 (real ImageNet weights, no download). Each object's c
 class of its own half; both are then explained on the whole scene by several CAM methods, and
 the demo reports whether each map's peak lies on the side of the object it explains.
 
->>> from camlens.demo import run_demo
+>>> from camlens.app.demo import run_demo
 >>> result = run_demo("demo-output")          # doctest: +SKIP
 >>> result.hits["gradcam"]                    # doctest: +SKIP
 [True, True]
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import CamLensError
-from .registry import available_methods, get_method
+from ..errors import CamLensError
+from ..registry import available_methods, get_method
 
 __all__ = ["DEMO_METHODS", "DemoClass", "DemoResult", "demo_scene", "run_demo", "format_report"]
 

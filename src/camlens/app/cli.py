@@ -8,7 +8,6 @@ usage error (argparse's message).
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,8 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import CamLensError
-from .registry import available_methods, get_method
+from ..devices import resolve_device
+from ..errors import CamLensError
+from ..registry import available_methods, get_method
+from .evaluate import register_cli as register_evaluate
+from .options import device_arg, positive_int
 
 __all__ = ["main", "build_parser"]
 
@@ -56,23 +58,6 @@ torchvision classifiers ("resnet50", "mobilenet_v2", ...) and timm models ("timm
 
 
 # ---------------------------------------------------------------------------- parser
-def device_arg(text: str) -> str:
-    t = text.strip().lower()
-    if t in ("auto", "cpu", "cuda", "mps") or (t.startswith("cuda:") and t[5:].isdigit()):
-        return t
-    raise argparse.ArgumentTypeError(f"invalid device {text!r}: use auto, cpu, cuda, cuda:N or mps")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {v}")
-    return v
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``camlens`` argument parser (subcommands dispatch through ``args.func(args)``)."""
     parser = argparse.ArgumentParser(
@@ -112,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--device", type=device_arg, default="auto", help="auto (cuda if available), cpu, cuda, cuda:N, mps")
     ex.add_argument("--use-cuda", action="store_true", help="run on CUDA (same as --device cuda)")
     ex.add_argument(
-        "--batch-size", type=_positive_int, default=16, metavar="N",
+        "--batch-size", type=positive_int, default=16, metavar="N",
         help="images per forward pass, also masked inputs per pass for ScoreCAM/AblationCAM (default 16)",
     )
     ex.add_argument("--output-dir", "-o", default="camlens-output", metavar="DIR", help="where files go (default camlens-output)")
@@ -133,15 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--device", type=device_arg, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     de.set_defaults(func=cmd_demo)
 
-    try:  # `camlens evaluate` lives with the metrics, in camlens.evaluate
-        evaluate = importlib.import_module(f"{__package__}.evaluate")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.evaluate":
-            raise
-        evaluate = None
-    register = getattr(evaluate, "register_cli", None)
-    if register is not None:
-        register(sub)
+    register_evaluate(sub)
     return parser
 
 
@@ -154,21 +131,6 @@ def _note(msg: str) -> None:
     print(f"{PROG}: {msg}", file=sys.stderr)
 
 
-def resolve_device(device: str, use_cuda: bool = False) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; an explicit CUDA device must exist."""
-    if use_cuda:
-        if device not in ("auto", "cuda") and not device.startswith("cuda"):
-            raise CamLensError(f"--use-cuda conflicts with --device {device}; pass only one of them")
-        device = "cuda" if device == "auto" else device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise CamLensError(f"device {device!r} requested but CUDA is not available on this machine; use --device cpu")
-    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise CamLensError("device 'mps' requested but MPS is not available on this machine; use --device cpu")
-    return torch.device(device)
-
-
 def _resolve_methods(names: Sequence[str] | None) -> list[type]:
     names = list(names) if names else ["gradcam"]
     out: list[type] = []
@@ -179,7 +141,7 @@ def _resolve_methods(names: Sequence[str] | None) -> list[type]:
 
 
 def _read_images(paths: Sequence[str]) -> list[np.ndarray]:
-    from .image import load_image
+    from ..image import load_image
 
     images = []
     for p in paths:
@@ -247,8 +209,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     """Explain every image with every requested method and write the files."""
     from .figures import FigureRow, cam_grid, save_png
-    from .image import deprocess_image, show_cam_on_image
-    from .progress import progress_bar
+    from ..image import deprocess_image, show_cam_on_image
+    from ..progress import progress_bar
     from .zoo import load_model
 
     methods = _resolve_methods(args.method)  # fail fast on a typo, before loading anything

@@ -13,7 +13,7 @@ Weights: ``"default"`` (the library's pretrained weights; torchvision and timm d
 their own cache the first time), ``"none"`` (random initialisation) or a path to a ``state_dict``
 file saved with ``torch.save(model.state_dict(), path)``.
 
->>> from camlens.zoo import load_model
+>>> from camlens.app.zoo import load_model
 >>> zm = load_model("efficientnet-lite0")                        # doctest: +SKIP
 >>> display, x = zm.preprocessing.prepare(image)                  # doctest: +SKIP
 """
@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import CamLensError, InputShapeError
-from .image import IMAGENET_MEAN, IMAGENET_STD, preprocess_image
+from ..errors import CamLensError, InputShapeError
+from ..image import IMAGENET_MEAN, IMAGENET_STD, preprocess_image
 
 __all__ = [
     "BUNDLED_MODELS",

@@ -1,10 +1,10 @@
 """The 1000 ImageNet-1k class names, in the standard index order (torchvision's, also TF/Keras's).
 
 The names are the short English labels torchvision ships in its weights metadata
-(``ResNet50_Weights.IMAGENET1K_V2.meta["categories"]``), stored in ``camlens/data`` so that no
+(``ResNet50_Weights.IMAGENET1K_V2.meta["categories"]``), stored in ``camlens/app/data`` so that no
 model zoo is needed to read them.
 
->>> from camlens.imagenet import imagenet_classes
+>>> from camlens.app.imagenet import imagenet_classes
 >>> imagenet_classes()[281]
 'tabby'
 """
@@ -19,10 +19,10 @@ __all__ = ["imagenet_classes", "class_name"]
 
 @lru_cache(maxsize=1)
 def _names() -> tuple[str, ...]:
-    text = resources.files("camlens").joinpath("data/imagenet_classes.txt").read_text(encoding="utf-8")
+    text = resources.files("camlens.app").joinpath("data/imagenet_classes.txt").read_text(encoding="utf-8")
     names = tuple(line for line in text.splitlines() if line)
     if len(names) != 1000:  # pragma: no cover - a broken installation
-        raise RuntimeError(f"camlens/data/imagenet_classes.txt holds {len(names)} names, expected 1000")
+        raise RuntimeError(f"camlens/app/data/imagenet_classes.txt holds {len(names)} names, expected 1000")
     return names
 
 

@@ -40,10 +40,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cli import device_arg, resolve_device
-from .errors import CamLensError
-from .image import IMAGENET_MEAN, IMAGENET_STD, preprocess_image
-from .metrics import (
+from ..devices import resolve_device
+from .options import device_arg
+from ..errors import CamLensError
+from ..image import IMAGENET_MEAN, IMAGENET_STD, preprocess_image
+from ..metrics import (
     AverageDrop,
     Deletion,
     EnergyPointingGame,
@@ -55,7 +56,7 @@ from .metrics import (
     ROADCombined,
     center_baseline,
 )
-from .registry import get_method
+from ..registry import get_method
 
 __all__ = [
     "METRICS",
@@ -197,7 +198,7 @@ def load_annotations(path: str | Path) -> list[dict[str, Any]]:
 
 
 def _read(path: Path) -> np.ndarray:
-    from .image import load_image
+    from ..image import load_image
 
     return load_image(path)
 
@@ -342,7 +343,7 @@ def evaluate(
         raise CamLensError("no images to evaluate")
     metric_names = _check_names(metrics)
     classes = [get_method(m) for m in methods]
-    from .engine import model_device
+    from ..engine import model_device
 
     device = model_device(model)
     opts = dict(
@@ -359,7 +360,7 @@ def evaluate(
         for c in classes
     }
     batches = range(0, len(samples), batch_size)
-    from .progress import progress_bar
+    from ..progress import progress_bar
 
     for start in progress_bar(batches, total=len(batches), enabled=progress, desc="evaluate"):
         chunk = samples[start : start + batch_size]
@@ -370,7 +371,7 @@ def evaluate(
         labels = [s.label for s in chunk]
         if any(lb is None for lb in labels):
             with torch.no_grad():
-                from .hooks import eval_mode
+                from ..hooks import eval_mode
 
                 with eval_mode(model):
                     out = model(x)
@@ -385,7 +386,7 @@ def evaluate(
             if name == CENTER:
                 maps = center_baseline(len(chunk), tuple(x.shape[-2:]), device=device)
             else:
-                from .targets import ClassifierOutputTarget
+                from ..targets import ClassifierOutputTarget
 
                 maps = cams[name].explain(x, [ClassifierOutputTarget(int(c)) for c in labels]).cam
             seconds[name] += time.perf_counter() - t0
