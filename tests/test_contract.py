@@ -13,17 +13,23 @@ import camlens
 from camlens import available_methods, get_method
 from camlens.targets import ClassifierOutputTarget
 
+from contract_setup import settings
 from testnets import SmallCNN, hooks_of
 
 METHODS = available_methods()
 
 
 def make(name: str, model: nn.Module, **kw):
-    return get_method(name)(model=model, target_layers=[model.block], progress=False, **kw)
+    conf = settings(name)
+    layers = conf["layers"](model) if "layers" in conf else [model.block]
+    return get_method(name)(model=model, target_layers=layers, progress=False, **{**conf.get("kwargs", {}), **kw})
 
 
 @pytest.fixture(params=METHODS)
 def method(request) -> str:
+    reason = settings(request.param).get("skip", {}).get(request.node.originalname)
+    if reason:
+        pytest.skip(f"{request.param}: {reason}")
     return request.param
 
 
@@ -139,7 +145,10 @@ def test_smoothing_options(method, small_cnn, image_batch):
 
 
 def test_several_layers(method, small_cnn, image_batch):
-    cam = get_method(method)(model=small_cnn, target_layers=["stem", "block"], progress=False)
+    conf = settings(method)
+    cam = get_method(method)(
+        model=small_cnn, target_layers=conf.get("several_layers", ["stem", "block"]), progress=False, **conf.get("kwargs", {})
+    )
     exp = cam.explain(image_batch, target_category=0)
     assert [m.shape for m in exp.layer_maps] == [(4, 16, 16), (4, 8, 8)]
     assert exp.cam.shape == (4, 16, 16)

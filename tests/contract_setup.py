@@ -1,0 +1,21 @@
+"""Per-method settings for the contract suite (tests/test_contract.py).
+
+The suite runs every registered method on :class:`testnets.SmallCNN` with ``target_layers=[model.block]``.
+A method that needs something else adds ONE entry here (and nothing in test_contract.py):
+
+* ``kwargs``: extra constructor arguments, e.g. ``{"num_samples": 2}`` to keep a multi-pass method small;
+* ``layers``: the ``target_layers`` to use instead of ``[model.block]`` (a callable ``model -> spec``;
+  return ``None`` for methods that take no layer);
+* ``several_layers``: the spec for the several-layers test (default ``["stem", "block"]``);
+* ``skip``: ``{test_name: reason}`` for a contract test that does not apply to the method (say why).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CONTRACT: dict[str, dict[str, Any]] = {}
+
+
+def settings(name: str) -> dict[str, Any]:
+    return CONTRACT.get(name, {})
