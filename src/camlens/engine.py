@@ -29,7 +29,15 @@ from .errors import InputShapeError, InputTypeError, LayerNotRunError, LayerOutp
 from .hooks import HookSet
 from .targets import TargetFn, score_targets, targets_from_categories
 
-__all__ = ["Capture", "Engine", "default_output_adapter", "model_device", "prepare_images", "CamLensWarning"]
+__all__ = [
+    "Capture",
+    "Engine",
+    "default_output_adapter",
+    "forward_outputs",
+    "model_device",
+    "prepare_images",
+    "CamLensWarning",
+]
 
 OutputAdapter = Callable[[Any], torch.Tensor]
 TargetResolver = Callable[[torch.Tensor], Sequence[TargetFn]]
@@ -68,6 +76,19 @@ def default_output_adapter(output: Any) -> torch.Tensor:
         f"the model returned a {type(output).__name__}, not a tensor; pass "
         "output_adapter=<callable turning the output into a (N, ...) score tensor>"
     )
+
+
+def forward_outputs(model: nn.Module, x: torch.Tensor, output_adapter: OutputAdapter | None = None) -> torch.Tensor:
+    """The adapted output of ``model`` for ``x``: no capture hooks, no autograd, detached.
+
+    The one forward-without-hooks of the library (engine, perturbation methods and metrics use it).
+    The caller holds eval mode. ``output_adapter`` defaults to :func:`default_output_adapter`.
+    """
+    with torch.no_grad():
+        out = (output_adapter or default_output_adapter)(model(x))
+    if not isinstance(out, torch.Tensor):
+        raise ModelOutputError(f"output_adapter returned a {type(out).__name__}; it must return a tensor")
+    return out.detach()
 
 
 def model_device(model: nn.Module, fallback: torch.device | None = None) -> torch.device:
@@ -156,9 +177,8 @@ class Engine:
 
     # ------------------------------------------------------------------ running
     def forward_outputs(self, x: torch.Tensor) -> torch.Tensor:
-        """Adapted model output for ``x``, without capture hooks or autograd."""
-        with torch.no_grad():
-            return self.output_adapter(self.model(x)).detach()
+        """Adapted model output for ``x``, without capture hooks or autograd (:func:`forward_outputs`)."""
+        return forward_outputs(self.model, x, self.output_adapter)
 
     def run(
         self,

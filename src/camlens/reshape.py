@@ -11,6 +11,8 @@ gradients, so the same callable must work on both (they have the same shape).
   ``reshape_transform(tensor, height, width)`` functions users write for other CAM libraries).
 * :func:`swin_reshape_transform` / :class:`ChannelsLast` -- channels-last grids ``(N, h, w, C)``
   (torchvision and timm Swin stages) become ``(N, C, h, w)``; token sequences are gridded too.
+* :func:`raw_channel_axis` -- the inverse question: where channel ``k`` of the reshaped map lives
+  in the layer's raw output (AblationCAM ablates it there).
 
 Example::
 
@@ -23,13 +25,13 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Optional, Union
 
 import torch
 from torch import nn
 
-from .errors import InputTypeError, ReshapeError
+from .errors import InputTypeError, LayerOutputError, ReshapeError
 
 __all__ = [
     "TokenReshape",
@@ -37,6 +39,7 @@ __all__ = [
     "vit_reshape_transform",
     "swin_reshape_transform",
     "model_token_layout",
+    "raw_channel_axis",
 ]
 
 Grid = tuple[int, int]
@@ -303,3 +306,50 @@ def model_token_layout(model: nn.Module) -> tuple[Grid, int] | None:
         prefix = 1 if isinstance(getattr(model, "class_token", None), torch.Tensor) else 0
         return (image_size[0] // patch[0], image_size[1] // patch[1]), prefix
     return None
+
+
+def raw_channel_axis(
+    raw: torch.Tensor, num_channels: int, reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None
+) -> tuple[int, torch.Tensor]:
+    """Where channel ``k`` of the ``(N, C, h, w)`` activation map lives in the layer's raw output.
+
+    Returns ``(axis, index)``: channel ``k`` is ``raw.select(axis, index[k])`` for each image.
+    Without a ``reshape_transform`` that is axis 1. With one (e.g. ViT tokens ``(N, T, C)`` ->
+    ``(N, C, h, w)``), the transform is applied to a probe tensor holding each raw element's flat
+    position, and the raw axis along which every channel is one fixed slice is found (the last axis
+    for tokens). The whole raw slice is ablated, so for a ViT the class token's channel ``k`` is set
+    too, as when the layer's channel is removed. Raises :class:`LayerOutputError` if the transform
+    does more than rearrange elements (slice, permute, reshape, transpose).
+    """
+    if reshape_transform is None:
+        if raw.dim() != 4:
+            raise LayerOutputError(f"expected a (N, C, h, w) layer output; got shape {tuple(raw.shape)}")
+        return 1, torch.arange(num_channels, device=raw.device)
+    one = raw[:1]
+    probe = torch.arange(one.numel(), dtype=torch.float64, device=raw.device).reshape(one.shape)
+    hint = (
+        "AblationCAM ablates channels of the layer's raw output, so reshape_transform must only "
+        "rearrange elements (slicing, permute, reshape) and keep each channel on one raw axis"
+    )
+    try:
+        mapped = reshape_transform(probe)
+    except Exception as exc:
+        raise LayerOutputError(f"{hint}; it failed on a float64 probe tensor: {exc}") from exc
+    if not isinstance(mapped, torch.Tensor) or mapped.dim() != 4 or mapped.shape[1] != num_channels:
+        raise LayerOutputError(f"{hint}; it returned {getattr(mapped, 'shape', type(mapped).__name__)}")
+    idx = mapped[0].flatten(1)  # (C, h*w) flat positions in raw[0]
+    if not bool(torch.all(idx == idx.round())) or bool((idx < 0).any()) or bool((idx >= one.numel()).any()):
+        raise LayerOutputError(f"{hint}; its output is not a rearrangement of its input")
+    idx = idx.long()
+    coords = []
+    rem = idx
+    for size in reversed(one.shape):
+        coords.append(rem % size)
+        rem = torch.div(rem, size, rounding_mode="floor")
+    coords = coords[::-1]  # one (C, h*w) coordinate tensor per raw axis
+    for axis in range(1, raw.dim()):
+        c = coords[axis]
+        per_channel = c[:, 0]
+        if bool((c == per_channel[:, None]).all()) and per_channel.unique().numel() == num_channels:
+            return axis, per_channel
+    raise LayerOutputError(f"{hint}; no single raw axis of shape {tuple(raw.shape)} holds the channels")

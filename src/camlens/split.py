@@ -15,7 +15,12 @@ The target module is kept as one ``call_module`` node (the tracer treats it as a
 nested name like ``layer4.2`` works. Splitting fails with :class:`SplitError` when the model
 cannot be traced (data-dependent control flow, unsupported Python), when the layer is called
 more or less than once, or when a live value is not a per-image tensor; callers then fall back
-to running the full model (see :class:`camlens.methods.ablationcam.AblationCAM`).
+to running the full model.
+
+:class:`TailRunner` wraps this for the perturbation methods: per target layer it returns a function
+``run(images, rows)`` giving the model's output with the layer's output replaced by ``rows``,
+through the traced tail where that is checked to be exact, otherwise through the full model with a
+forward hook that *returns* the replacement (modules are never swapped), announced once per layer.
 
 Hooks: modules that fx inlines (the model itself, containers, custom modules other than the
 target) are traced through their bare ``forward``, so their forward hooks are neither called during
@@ -26,16 +31,23 @@ an output-changing hook the tail skips) and falls back to the full model if it d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import fx, nn
 
+from .engine import CamLensWarning, OutputAdapter, default_output_adapter
 from .errors import CamLensError
+from .hooks import HookSet
 
-__all__ = ["SplitError", "LayerSplit", "split_at_layer"]
+__all__ = ["SplitError", "LayerSplit", "split_at_layer", "TailRunner"]
+
+LayerRun = Callable[[torch.Tensor, torch.Tensor], Any]
+"""``run(images, rows)``: the model's raw output for images ``images`` (indices into the batch) with
+the target layer's output replaced by ``rows`` (one row of the layer's raw output per image index)."""
 
 
 class SplitError(CamLensError, RuntimeError):
@@ -162,3 +174,122 @@ def split_at_layer(model: nn.Module, layer: nn.Module, layer_name: str = "") -> 
         head.graph.lint()
         head.recompile()
     return LayerSplit(layer_name=layer_name, tail=tail, head=head, live_names=[n.name for n in live])
+
+
+class TailRunner:
+    """Runs a model from a target layer's output, for many replaced copies of that output.
+
+    ``prepare(...)`` returns ``(run, path)`` for one layer and one call (see :data:`LayerRun`):
+
+    * ``"tail"`` -- only the layers after the target run (:func:`split_at_layer`). Once per call
+      the tail is checked to reproduce the model's output on the captured (unchanged) activation;
+    * ``"full"`` -- the whole model runs with a forward hook on the layer that *returns* the
+      replacement rows. Used when ``fast=False``, or when the model cannot be split or the check
+      fails; the latter is announced with one :class:`~camlens.CamLensWarning` per layer.
+
+    Splits are traced once per layer and cached on the runner.
+    """
+
+    def __init__(self, model: nn.Module, who: str) -> None:
+        self.model = model
+        self.who = who
+        self._splits: dict[str, LayerSplit | str] = {}
+        self._warned: set[str] = set()
+
+    def split(self, name: str, module: nn.Module) -> LayerSplit | str:
+        """The cached split at ``module`` (or the reason it cannot be split)."""
+        if name not in self._splits:
+            try:
+                self._splits[name] = split_at_layer(self.model, module, name)
+            except SplitError as exc:
+                self._splits[name] = str(exc)
+        return self._splits[name]
+
+    def prepare(
+        self,
+        name: str,
+        module: nn.Module,
+        x: torch.Tensor,
+        raw: torch.Tensor,
+        outputs: torch.Tensor,
+        *,
+        output_adapter: OutputAdapter | None = None,
+        batch_size: int = 32,
+        fast: bool = True,
+    ) -> tuple[LayerRun, str]:
+        """``(run, path)`` for layer ``name`` on input ``x`` whose layer output was ``raw`` and whose
+        adapted model output was ``outputs``."""
+        if fast:
+            tail = self._tail(name, module, x, raw, outputs, output_adapter or default_output_adapter, batch_size)
+            if tail is not None:
+                return tail, "tail"
+        return self._full(module, x), "full"
+
+    def _fallback(self, name: str, reason: str) -> None:
+        self._splits[name] = reason
+        if name not in self._warned:
+            self._warned.add(name)
+            warnings.warn(
+                f"{self.who} cannot run only the layers after {name!r} ({reason}); running the full "
+                "model for every batch instead (slower, same result)",
+                CamLensWarning,
+                stacklevel=6,
+            )
+
+    def _tail(
+        self,
+        name: str,
+        module: nn.Module,
+        x: torch.Tensor,
+        raw: torch.Tensor,
+        outputs: torch.Tensor,
+        adapter: OutputAdapter,
+        batch_size: int,
+    ) -> LayerRun | None:
+        split = self.split(name, module)
+        if isinstance(split, str):
+            self._fallback(name, split)
+            return None
+        try:
+            live = split.live_values(x)
+        except SplitError as exc:
+            self._fallback(name, str(exc))
+            return None
+
+        def run(images: torch.Tensor, rows: torch.Tensor) -> Any:
+            return split.run_tail(rows, [v[images] for v in live])
+
+        # Check once per call that the tail reproduces the model's output on the captured activation.
+        n = raw.shape[0]
+        bs = max(1, int(batch_size))
+        reason = ""
+        try:
+            check = []
+            for start in range(0, n, bs):
+                idx = torch.arange(start, min(n, start + bs), device=raw.device)
+                check.append(adapter(run(idx, raw[idx])).float())
+            got = torch.cat(check)
+        except Exception as exc:  # the traced tail failed where the model itself ran: use the model
+            reason = f"the split model failed: {type(exc).__name__}: {exc}"
+        if not reason and not outputs_match(got, outputs):
+            reason = "the split model's output differs from the model's own output"
+        if reason:
+            self._fallback(name, reason)
+            return None
+        return run
+
+    def _full(self, module: nn.Module, x: torch.Tensor) -> LayerRun:
+        def run(images: torch.Tensor, rows: torch.Tensor) -> Any:
+            with HookSet() as hooks, torch.no_grad():
+                hooks.forward(module, lambda m, args, output: rows)
+                return self.model(x[images])
+
+        return run
+
+
+def outputs_match(got: torch.Tensor, want: torch.Tensor) -> bool:
+    """Whether ``got`` reproduces the model output ``want`` up to the rounding of its dtype."""
+    want_f = want.float()
+    scale = float(want_f.abs().max()) if want_f.numel() else 1.0
+    rtol = max(1e-4, 100 * torch.finfo(want.dtype).eps) if want.is_floating_point() else 1e-4
+    return got.shape == want_f.shape and torch.allclose(got.float(), want_f, rtol=rtol, atol=rtol * 0.1 * max(1.0, scale))

@@ -13,7 +13,7 @@ import torch
 from camlens import AblationCAM, CamLensWarning
 from camlens import postprocess as pp
 from camlens.errors import LayerOutputError
-from camlens.methods.ablationcam import raw_channel_axis
+from camlens.reshape import raw_channel_axis
 from camlens.targets import ClassifierOutputTarget
 
 from ._perturb_nets import BatchSized, Branchy, PNet, ResNetish, TokenNet, token_reshape

@@ -5,8 +5,9 @@
 * :class:`GradientCAM` -- maps of the form ``sum_k w_k * A_k`` (or an element-wise weighting),
   where a method only supplies :meth:`GradientCAM.cam_weights`;
 * :class:`ActivationCAM` -- methods that need activations but no gradients (EigenCAM);
-* perturbation methods (ScoreCAM, AblationCAM) derive from :class:`BaseCAM` directly and score
-  masked or ablated inputs in batches of ``batch_size``.
+* :class:`PerturbationCAM` -- multi-pass methods (ScoreCAM and its variants, AblationCAM): no
+  gradients; channel weights from scoring many perturbed inputs with the one chunked scorer
+  (:func:`camlens.scoring.score_in_chunks`), ``batch_size`` rows at a time.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ import torch
 from torch import nn
 
 from .. import postprocess as pp
-from ..engine import CamLensWarning, Capture, Engine, OutputAdapter
+from ..engine import CamLensWarning, Capture, Engine, OutputAdapter, model_device
 from ..errors import CamLensError, InputTypeError, LayerOutputError
 from ..hooks import LayerSpec, eval_mode, resolve_layers
+from ..scoring import score_in_chunks
 from ..smoothing import AUGMENTATIONS, IDENTITY_INDEX, augment, deaugment_mean
 from ..targets import TargetFn, targets_from_categories
 
-__all__ = ["BaseCAM", "GradientCAM", "ActivationCAM", "LayerContext", "Explanation"]
+__all__ = ["BaseCAM", "GradientCAM", "ActivationCAM", "PerturbationCAM", "LayerContext", "Explanation"]
 
 logger = logging.getLogger("camlens")
 
@@ -393,3 +395,71 @@ class ActivationCAM(BaseCAM):
     """Methods computed from activations alone: the forward pass records no autograd graph."""
 
     uses_gradients: ClassVar[bool] = False
+
+
+class PerturbationCAM(BaseCAM):
+    """Multi-pass methods: ``map = sum_k w_k * A_k`` with ``w`` from the scores of perturbed inputs.
+
+    The activations are captured once (one forward pass, no autograd); a method then scores its
+    perturbed inputs -- rows such as (image, channel) pairs -- with :meth:`score_rows`, which runs
+    them ``batch_size`` at a time without capture hooks or autograd, through the output adapter,
+    with a progress bar (``progress=False`` turns it off). A subclass implements
+    :meth:`cam_weights` and lists its own constructor options in ``options`` (name -> default);
+    they are set as attributes and checked by :meth:`check_options`.
+    """
+
+    uses_gradients: ClassVar[bool] = False
+    options: ClassVar[dict[str, Any]] = {}
+
+    def __init__(
+        self,
+        model: nn.Module,
+        target_layers: LayerSpec | Sequence[LayerSpec] | None = None,
+        use_cuda: bool | None = None,
+        reshape_transform: ReshapeTransform | None = None,
+        **kwargs: Any,
+    ) -> None:
+        own = {name: kwargs.pop(name, default) for name, default in self.options.items()}
+        super().__init__(model, target_layers, use_cuda, reshape_transform, **kwargs)
+        for name, value in own.items():
+            setattr(self, name, value)
+        self.check_options()
+
+    def check_options(self) -> None:
+        """Validate (and normalise) the method's options; raise a camlens error on bad values."""
+
+    def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
+        """``(N, C)`` channel weights."""
+        raise NotImplementedError
+
+    def score_rows(
+        self,
+        total: int,
+        score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        *,
+        inputs: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        run: Callable[[torch.Tensor], Any] | None = None,
+        desc: str = "",
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | None = None,
+    ) -> torch.Tensor:
+        """``(total,)`` scores of ``total`` rows (see :func:`camlens.scoring.score_in_chunks`)."""
+        return score_in_chunks(
+            self.model,
+            total,
+            score,
+            inputs=inputs,
+            run=run,
+            batch_size=self.batch_size,
+            device=device if device is not None else model_device(self.model),
+            output_adapter=self.engine.output_adapter,
+            dtype=dtype,
+            progress=self.progress,
+            desc=desc,
+        )
+
+    def layer_map(self, ctx: LayerContext, eigen_smooth: bool) -> torch.Tensor:
+        weighted = self.cam_weights(ctx)[:, :, None, None] * ctx.activations
+        if eigen_smooth:
+            return pp.eigen_projection(weighted)
+        return weighted.sum(dim=1)

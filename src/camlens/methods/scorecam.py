@@ -9,16 +9,15 @@ import torch
 
 from .. import postprocess as pp
 from ..errors import CamLensError
-from ..progress import progress_bar
 from ..registry import register
 from ..targets import ClassifierOutputSoftmaxTarget, TargetFn, score_targets
-from .base import BaseCAM, LayerContext
+from .base import LayerContext, PerturbationCAM
 
 __all__ = ["ScoreCAM"]
 
 
 @register("scorecam", "score-cam")
-class ScoreCAM(BaseCAM):
+class ScoreCAM(PerturbationCAM):
     """Score-CAM: each channel, used as a mask on the input, is weighted by the score it keeps.
 
     For image ``x`` and channel ``A_k`` of the target layer:
@@ -59,26 +58,27 @@ class ScoreCAM(BaseCAM):
 
     paper = "Wang et al., Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks, CVPR-W 2020"
     summary = "channel weights = softmax of the target score of the input masked by each channel (no gradients)"
-    uses_gradients: ClassVar[bool] = False
+    options: ClassVar[dict[str, Any]] = {"top_k": None, "score_softmax": True}
+    num_samples: int = 1
+    """Perturbed copies scored per (image, channel); variants (SS-CAM, IS-CAM) use more."""
 
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        target_layers: Any = None,
-        use_cuda: bool | None = None,
-        reshape_transform: Any = None,
-        *,
-        top_k: int | None = None,
-        score_softmax: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(model, target_layers, use_cuda, reshape_transform, **kwargs)
+    def check_options(self) -> None:
+        top_k = self.top_k
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
             raise CamLensError(f"top_k must be None (exact) or a positive int; got {top_k!r}")
-        self.top_k = top_k
-        self.score_softmax = score_softmax
 
-    # ------------------------------------------------------------------ scoring
+    # ------------------------------------------------------------------ what is scored
+    def perturb(self, x: torch.Tensor, masks: torch.Tensor, channels: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+        """The inputs scored for a chunk of rows: ``x * M_k`` (``x`` ``(B, C, H, W)``, ``masks`` ``(B, H, W)``).
+
+        ``channels`` and ``samples`` say which channel and which of the ``num_samples`` copies each
+        row is; Score-CAM's variants override this method."""
+        return x * masks[:, None].to(x.dtype)
+
+    def zero_mask_gives_zero_input(self) -> bool:
+        """Whether an all-zero mask always gives the all-zero input (true for Score-CAM)."""
+        return True
+
     def masked_scores(self, targets: Sequence[TargetFn], outputs: torch.Tensor) -> torch.Tensor:
         """Target scores ``(B,)`` of model outputs on masked inputs (softmax over classes first, see above)."""
         if not self.score_softmax or outputs.dim() != 2:
@@ -92,37 +92,45 @@ class ScoreCAM(BaseCAM):
         mask = torch.tensor(own, device=outputs.device)
         return torch.where(mask, score_targets(targets, outputs).float(), score_targets(targets, probs).float())
 
+    # ------------------------------------------------------------------ the method
     def channel_scores(self, ctx: LayerContext) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(scores (N, C), scored (N, C) bool)``: ``s_k`` per image and channel, and which count."""
-        acts = ctx.activations
-        x = ctx.input_tensor
+        """``(scores (N, C), scored (N, C) bool)``: ``s_k`` per image and channel (the mean over the
+        ``num_samples`` perturbed copies), and which channels count."""
+        acts, x = ctx.activations, ctx.input_tensor
         n, c = acts.shape[:2]
         size = tuple(x.shape[-2:])
         flat = acts.flatten(2)
-        constant = flat.amax(dim=2) <= flat.amin(dim=2)  # (N, C); also true for all-zero channels
         scored = torch.ones(n, c, dtype=torch.bool, device=acts.device)
         if self.top_k is not None and self.top_k < c:
             top = flat.mean(dim=2).topk(self.top_k, dim=1).indices
             scored = torch.zeros_like(scored).scatter_(1, top, True)
         scores = torch.full((n, c), float("-inf"), dtype=torch.float32, device=acts.device)
 
+        # A constant channel (also all-zero) has the all-zero mask: one all-zero image stands in for
+        # every such channel of every image.
+        constant = flat.amax(dim=2) <= flat.amin(dim=2)
+        if not self.zero_mask_gives_zero_input():
+            constant = torch.zeros_like(constant)
         if bool((constant & scored).any()):
-            # One all-zero image stands in for every constant channel of every image.
             zero_out = self.engine.forward_outputs(torch.zeros_like(x[:1]))
             zero_scores = self.masked_scores(ctx.targets, zero_out.expand(n, *zero_out.shape[1:]))
             scores = torch.where(constant & scored, zero_scores[:, None].expand(n, c), scores)
 
         pairs = (scored & ~constant).nonzero()  # (P, 2) rows of (image, channel)
-        bs = max(1, int(self.batch_size))
-        starts = range(0, pairs.shape[0], bs)
-        for start in progress_bar(starts, total=len(starts), enabled=self.progress, desc=f"ScoreCAM {ctx.name}"):
-            img, ch = pairs[start : start + bs].unbind(1)
+        samples = max(1, int(self.num_samples))
+
+        def inputs(rows: torch.Tensor) -> torch.Tensor:
+            img, ch = pairs[rows // samples].unbind(1)
             masks = pp.minmax_normalize(pp.upsample(acts[img, ch], size))  # (B, H, W)
-            masked = x[img] * masks[:, None].to(x.dtype)
-            outputs = self.engine.forward_outputs(masked)
-            del masked, masks
-            row_targets = [ctx.targets[i] for i in img.tolist()]
-            scores[img, ch] = self.masked_scores(row_targets, outputs)
+            return self.perturb(x[img], masks, ch, rows % samples)
+
+        def score(rows: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
+            return self.masked_scores([ctx.targets[i] for i in pairs[rows // samples, 0].tolist()], outputs)
+
+        total = pairs.shape[0] * samples
+        got = self.score_rows(total, score, inputs=inputs, desc=f"{type(self).__name__} {ctx.name}", device=acts.device)
+        img, ch = pairs.unbind(1)
+        scores[img, ch] = got.reshape(-1, samples).mean(dim=1) if samples > 1 else got
         return scores, scored
 
     def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
@@ -130,9 +138,3 @@ class ScoreCAM(BaseCAM):
         scores, scored = self.channel_scores(ctx)
         weights = torch.softmax(scores, dim=1)
         return torch.where(scored, weights, torch.zeros_like(weights))
-
-    def layer_map(self, ctx: LayerContext, eigen_smooth: bool) -> torch.Tensor:
-        weighted = self.cam_weights(ctx)[:, :, None, None] * ctx.activations
-        if eigen_smooth:
-            return pp.eigen_projection(weighted)
-        return weighted.sum(dim=1)

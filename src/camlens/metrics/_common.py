@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..engine import OutputAdapter, default_output_adapter, prepare_images
+from ..engine import OutputAdapter, forward_outputs, prepare_images
 from ..errors import InputShapeError, InputTypeError, ModelOutputError, TargetError
 from ..hooks import eval_mode
+from ..scoring import score_in_chunks as chunked
 
 __all__ = [
     "SCORES",
@@ -140,11 +141,8 @@ def _check_score(score: str) -> None:
 
 
 def forward(model: nn.Module, x: torch.Tensor, adapter: OutputAdapter | None) -> torch.Tensor:
-    """The adapted output of ``model`` for ``x`` (no autograd; caller holds eval mode)."""
-    out = (adapter or default_output_adapter)(model(x))
-    if not isinstance(out, torch.Tensor):
-        raise ModelOutputError(f"output_adapter returned a {type(out).__name__}; it must return a tensor")
-    return out.detach()
+    """The adapted output of ``model`` for ``x`` (no hooks, no autograd; caller holds eval mode)."""
+    return forward_outputs(model, x, adapter)
 
 
 def resolve_classes(
@@ -194,15 +192,23 @@ def score_in_chunks(
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
     _check_score(score)
-    out = torch.empty(total, device=device)
-    with eval_mode(model), torch.no_grad():
-        for start in range(0, total, batch_size):
-            idx = torch.arange(start, min(start + batch_size, total), device=device)
-            images, classes = build(idx)
-            out[idx] = class_scores(forward(model, images, output_adapter), classes, score).to(device)
-            if progress is not None:
-                progress(len(idx))
-    return out
+    chunk: dict[str, torch.Tensor] = {}
+
+    def inputs(idx: torch.Tensor) -> torch.Tensor:
+        images, chunk["classes"] = build(idx)
+        return images
+
+    with eval_mode(model):
+        return chunked(
+            model,
+            total,
+            lambda idx, outputs: class_scores(outputs, chunk["classes"], score),
+            inputs=inputs,
+            batch_size=batch_size,
+            device=device,
+            output_adapter=output_adapter,
+            progress=progress if progress is not None else False,
+        )
 
 
 def rank_order(maps: torch.Tensor, descending: bool = True, seed: int | None = 0) -> torch.Tensor:
