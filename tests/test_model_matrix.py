@@ -113,7 +113,7 @@ def _check_methods(model: nn.Module, x: torch.Tensor, label: str) -> list[str]:
         assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1, (label, method)
         assert torch.isfinite(raw).all() and raw.shape[-1] * raw.shape[-2] > 1, (label, method, raw.shape)
         assert float(raw.std()) > 0, f"{label}/{method}: constant raw map"
-        if cls.apply_relu and float(raw.max()) <= 0:
+        if float(raw.max()) <= 0:  # every method's map is ReLU'd
             assert out.max() == 0, (label, method)  # no positive evidence: an honest blank map
             blank.append(method)
         else:

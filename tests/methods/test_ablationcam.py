@@ -205,8 +205,9 @@ def test_eigen_smooth_several_layers_aug_smooth():
 
     cap = cam.engine.run(x, targets([1, 2]), need_gradients=False)
     acts = cap.activations[1]
-    ctx = LayerContext(cam, 1, "blocks.2", model.blocks[2], acts, None, acts, x, cap.targets, cap.scores, cap.outputs)
-    w = cam.cam_weights(ctx)[:, :, None, None]
+    ctx = LayerContext("blocks.2", model.blocks[2], acts, None, acts, x, cap.targets, cap.scores, cap.outputs)
+    w = cam.cam_weights(ctx)
+    assert w.shape == (2, 6, 1, 1)  # one convention for every family: (N, C, 1, 1)
     torch.testing.assert_close(plain.layer_maps[1], (w * acts).sum(1), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(eig.layer_maps[1], pp.eigen_projection(w * acts), atol=1e-5, rtol=1e-5)
     out = cam(x, 1, aug_smooth=True)

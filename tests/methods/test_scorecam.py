@@ -168,10 +168,11 @@ def test_eigen_smooth_projects_weighted_activations(pnet, x6):
     from camlens.methods.base import LayerContext
 
     cap = cam.engine.run(x6, targets, need_gradients=False)
-    ctx = LayerContext(cam, 0, "feat", pnet.feat, acts, None, acts, x6, cap.targets, cap.scores, cap.outputs)
+    ctx = LayerContext("feat", pnet.feat, acts, None, acts, x6, cap.targets, cap.scores, cap.outputs)
     w = cam.cam_weights(ctx)
-    torch.testing.assert_close((w[:, :, None, None] * acts).sum(1), ref.float(), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(exp.layer_maps[0], pp.eigen_projection(w[:, :, None, None] * acts), atol=1e-5, rtol=1e-5)
+    assert w.shape == (3, 4, 1, 1)  # one convention for every family: (N, C, 1, 1)
+    torch.testing.assert_close((w * acts).sum(1), ref.float(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(exp.layer_maps[0], pp.eigen_projection(w * acts), atol=1e-5, rtol=1e-5)
 
 
 def test_reshape_transform_tokens_equal_reference():

@@ -9,7 +9,7 @@ import importlib
 import pkgutil
 
 from ..registry import registered_classes
-from .base import ActivationCAM, BaseCAM, Explanation, GradientCAM, LayerContext
+from .base import ActivationCAM, BaseCAM, Explanation, GradientCAM, LayerContext, PerturbationCAM
 
 _INFRASTRUCTURE = {"base"}
 
@@ -31,5 +31,6 @@ __all__ = [
     "Explanation",
     "GradientCAM",
     "LayerContext",
+    "PerturbationCAM",
     *(cls.__name__ for cls in registered_classes()),
 ]

@@ -46,7 +46,7 @@ class AblationCAM(PerturbationCAM):
     summary = "channel weights = relative score drop when the channel is ablated (no gradients)"
     options: ClassVar[dict[str, Any]] = {"ablation_value": 0.0, "fast_path": True}
 
-    def check_options(self) -> None:
+    def configure(self) -> None:
         self.ablation_value = float(self.ablation_value)
         self.tails = TailRunner(self.model, type(self).__name__)
         self.last_path: dict[str, str] = {}
@@ -75,8 +75,8 @@ class AblationCAM(PerturbationCAM):
         return self.score_rows(n * c, score, run=ablated, desc=desc, dtype=torch.float64, device=raw.device).reshape(n, c)
 
     def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
-        """``(N, C)`` weights ``(y - y_k) / y`` (``y - y_k`` where ``y == 0``)."""
+        """``(N, C, 1, 1)`` weights ``(y - y_k) / y`` (``y - y_k`` where ``y == 0``)."""
         y = ctx.scores.double()[:, None]
         yk = self.ablated_scores(ctx)
         denom = torch.where(y == 0, torch.ones_like(y), y)
-        return ((y - yk) / denom).to(ctx.activations.dtype)
+        return ((y - yk) / denom).to(ctx.activations.dtype)[:, :, None, None]

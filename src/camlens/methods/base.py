@@ -42,8 +42,6 @@ _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 class LayerContext:
     """Everything a method may use to compute one layer's raw map."""
 
-    cam: "BaseCAM"
-    index: int
     name: str
     module: nn.Module
     activations: torch.Tensor
@@ -114,13 +112,24 @@ class BaseCAM:
             ``cam.batch_size``).
         combine: how maps of several layers are combined: ``"mean"`` (default), ``"max"``, ``"sum"``.
         progress: show progress bars on long perturbation runs.
+
+    Arguments of pytorch-grad-cam's ``BaseCAM`` are accepted where camlens can honour them and
+    rejected with a :class:`~camlens.errors.CamLensError` where it cannot (never silently ignored):
+
+    * ``uses_gradients``: a property of the method in camlens; passing the method's own value is
+      accepted, the other value is rejected (a gradient method cannot run without gradients, and a
+      gradient-free method has none to use);
+    * ``compute_input_gradient=False`` is accepted (camlens never computes input gradients for a
+      CAM); ``True`` is rejected: use :class:`camlens.GuidedBackprop` for input gradients;
+    * ``tta_transforms=None`` is accepted; ``aug_smooth=True`` always uses camlens's fixed six
+      augmentations (:mod:`camlens.smoothing`, the same set as pytorch-grad-cam's default), so
+      other transforms are rejected.
     """
 
     name: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     uses_gradients: ClassVar[bool] = True
-    apply_relu: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -138,9 +147,7 @@ class BaseCAM:
     ) -> None:
         if not isinstance(model, nn.Module):
             raise InputTypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-        ignored = set(compat) - {"compute_input_gradient", "uses_gradients", "tta_transforms"}
-        if ignored:
-            raise TypeError(f"{type(self).__name__}() got unexpected keyword argument(s): {sorted(ignored)}")
+        self._check_compat(compat)
         if target_layers is not None and target_layer is not None:
             raise CamLensError("pass either target_layers or target_layer, not both")
         if combine not in ("mean", "max", "sum"):
@@ -227,9 +234,23 @@ class BaseCAM:
             return Explanation(cam, raw, cap.scores, cap.targets, self.target_layer_names)
 
     # ---------------------------------------------------------------- overridable
-    def layer_map(self, ctx: LayerContext, eigen_smooth: bool) -> torch.Tensor:
-        """Raw signed map ``(N, h, w)`` of one layer. Methods override this (or ``cam_weights``)."""
+    def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
+        """Weights of the activations, one convention for every family: ``(N, C, 1, 1)`` per
+        channel or ``(N, C, h, w)`` element-wise."""
         raise NotImplementedError
+
+    def weighted_activations(self, ctx: LayerContext) -> torch.Tensor:
+        """``(N, C, h, w)`` weighted activations ``w * A``; the map is their channel sum."""
+        return self.cam_weights(ctx) * ctx.activations
+
+    def layer_map(self, ctx: LayerContext, eigen_smooth: bool) -> torch.Tensor:
+        """Raw signed map ``(N, h, w)`` of one layer: the channel sum of :meth:`weighted_activations`,
+        or with ``eigen_smooth`` their projection on the first principal component. Methods
+        override :meth:`cam_weights` (or this, for other maps)."""
+        weighted = self.weighted_activations(ctx)
+        if eigen_smooth:
+            return pp.eigen_projection(weighted)
+        return weighted.sum(dim=1)
 
     # ---------------------------------------------------------------- internals
     def _layer_maps(self, cap: Capture, x: torch.Tensor, eigen_smooth: bool) -> list[torch.Tensor]:
@@ -242,8 +263,6 @@ class BaseCAM:
                 if self.reshape_transform is not None:  # the engine checked the raw gradients
                     _warn_blank_gradients(grads, cap.gradients[i], name)
             ctx = LayerContext(
-                cam=self,
-                index=i,
                 name=name,
                 module=module,
                 activations=acts,
@@ -274,7 +293,7 @@ class BaseCAM:
     def _finish(self, raw_maps: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
         per_layer = []
         for m in raw_maps:
-            m = pp.relu(m) if self.apply_relu else m
+            m = pp.relu(m)
             per_layer.append(pp.minmax_normalize(pp.upsample(m, size)))
         if len(per_layer) == 1:
             return per_layer[0]
@@ -339,6 +358,29 @@ class BaseCAM:
         scores = torch.cat([s for _, s in per_aug])
         return raw, scores, list(targets) * len(AUGMENTATIONS)
 
+    def _check_compat(self, compat: dict[str, Any]) -> None:
+        """Honour or reject pytorch-grad-cam's constructor arguments (see the class docstring)."""
+        who = type(self).__name__
+        unknown = set(compat) - {"compute_input_gradient", "uses_gradients", "tta_transforms"}
+        if unknown:
+            raise TypeError(f"{who}() got unexpected keyword argument(s): {sorted(unknown)}")
+        if "uses_gradients" in compat and bool(compat["uses_gradients"]) != self.uses_gradients:
+            need = "needs gradients" if self.uses_gradients else "uses no gradients"
+            raise CamLensError(
+                f"{who} {need}; got uses_gradients={compat['uses_gradients']!r}. camlens sets this per method: "
+                "drop the argument"
+            )
+        if compat.get("compute_input_gradient"):
+            raise CamLensError(
+                f"{who} does not compute gradients with respect to the input; got compute_input_gradient=True. "
+                "Drop the argument, or use camlens.GuidedBackprop for input gradients"
+            )
+        if compat.get("tta_transforms") is not None:
+            raise CamLensError(
+                f"{who} does not take tta_transforms; got {type(compat['tta_transforms']).__name__}. "
+                "aug_smooth=True uses camlens's fixed six augmentations (flip x 0.9/1.0/1.1): drop the argument"
+            )
+
     @staticmethod
     def _move_to_cuda(model: nn.Module) -> None:
         warnings.warn(
@@ -377,19 +419,6 @@ class GradientCAM(BaseCAM):
 
     uses_gradients: ClassVar[bool] = True
 
-    def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
-        raise NotImplementedError
-
-    def weighted_activations(self, ctx: LayerContext) -> torch.Tensor:
-        """``(N, C, h, w)`` weighted activations; the map is their channel sum."""
-        return self.cam_weights(ctx) * ctx.activations
-
-    def layer_map(self, ctx: LayerContext, eigen_smooth: bool) -> torch.Tensor:
-        weighted = self.weighted_activations(ctx)
-        if eigen_smooth:
-            return pp.eigen_projection(weighted)
-        return weighted.sum(dim=1)
-
 
 class ActivationCAM(BaseCAM):
     """Methods computed from activations alone: the forward pass records no autograd graph."""
@@ -404,8 +433,9 @@ class PerturbationCAM(BaseCAM):
     perturbed inputs -- rows such as (image, channel) pairs -- with :meth:`score_rows`, which runs
     them ``batch_size`` at a time without capture hooks or autograd, through the output adapter,
     with a progress bar (``progress=False`` turns it off). A subclass implements
-    :meth:`cam_weights` and lists its own constructor options in ``options`` (name -> default);
-    they are set as attributes and checked by :meth:`check_options`.
+    :meth:`cam_weights` (``(N, C, 1, 1)``, as every family) and lists its own constructor options
+    in ``options`` (name -> default); they are set as attributes, then :meth:`configure` checks
+    them and sets up per-instance state.
     """
 
     uses_gradients: ClassVar[bool] = False
@@ -423,14 +453,11 @@ class PerturbationCAM(BaseCAM):
         super().__init__(model, target_layers, use_cuda, reshape_transform, **kwargs)
         for name, value in own.items():
             setattr(self, name, value)
-        self.check_options()
+        self.configure()
 
-    def check_options(self) -> None:
-        """Validate (and normalise) the method's options; raise a camlens error on bad values."""
-
-    def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
-        """``(N, C)`` channel weights."""
-        raise NotImplementedError
+    def configure(self) -> None:
+        """Validate (and normalise) the method's options, raising a camlens error on bad values,
+        and set up per-instance state."""
 
     def score_rows(
         self,
@@ -457,9 +484,3 @@ class PerturbationCAM(BaseCAM):
             progress=self.progress,
             desc=desc,
         )
-
-    def layer_map(self, ctx: LayerContext, eigen_smooth: bool) -> torch.Tensor:
-        weighted = self.cam_weights(ctx)[:, :, None, None] * ctx.activations
-        if eigen_smooth:
-            return pp.eigen_projection(weighted)
-        return weighted.sum(dim=1)

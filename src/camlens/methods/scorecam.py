@@ -62,7 +62,7 @@ class ScoreCAM(PerturbationCAM):
     num_samples: int = 1
     """Perturbed copies scored per (image, channel); variants (SS-CAM, IS-CAM) use more."""
 
-    def check_options(self) -> None:
+    def configure(self) -> None:
         top_k = self.top_k
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
             raise CamLensError(f"top_k must be None (exact) or a positive int; got {top_k!r}")
@@ -134,7 +134,7 @@ class ScoreCAM(PerturbationCAM):
         return scores, scored
 
     def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
-        """``(N, C)`` weights: softmax over the scored channels (0 for channels left out by ``top_k``)."""
+        """``(N, C, 1, 1)`` weights: softmax over the scored channels (0 for channels left out by ``top_k``)."""
         scores, scored = self.channel_scores(ctx)
         weights = torch.softmax(scores, dim=1)
-        return torch.where(scored, weights, torch.zeros_like(weights))
+        return torch.where(scored, weights, torch.zeros_like(weights))[:, :, None, None]

@@ -1,0 +1,46 @@
+"""pytorch-grad-cam's BaseCAM arguments: honoured where camlens can, rejected with a clear error where not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from camlens import AblationCAM, GradCAM, ScoreCAM
+from camlens.errors import CamLensError
+from camlens.methods.base import LayerContext
+
+from ._perturb_nets import PNet
+
+
+def test_matching_uses_gradients_and_defaults_are_accepted():
+    model = PNet().eval()
+    x = torch.randn(1, 2, 6, 6, generator=torch.Generator().manual_seed(0))
+    plain = GradCAM(model, "feat")(x, 1)
+    same = GradCAM(model, "feat", uses_gradients=True, compute_input_gradient=False, tta_transforms=None)(x, 1)
+    np.testing.assert_array_equal(plain, same)
+    ScoreCAM(model, "feat", uses_gradients=False, progress=False)
+
+
+@pytest.mark.parametrize(
+    "cls, kwargs, match",
+    [
+        (GradCAM, {"uses_gradients": False}, "GradCAM needs gradients; got uses_gradients=False"),
+        (ScoreCAM, {"uses_gradients": True}, "ScoreCAM uses no gradients; got uses_gradients=True"),
+        (GradCAM, {"compute_input_gradient": True}, "use camlens.GuidedBackprop for input gradients"),
+        (AblationCAM, {"tta_transforms": object()}, "does not take tta_transforms; got object"),
+    ],
+)
+def test_options_camlens_cannot_honour_are_rejected(cls, kwargs, match):
+    with pytest.raises(CamLensError, match=match):
+        cls(PNet(), "feat", **kwargs)
+
+
+def test_unknown_keyword_is_a_type_error():
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\): \['bogus'\]"):
+        ScoreCAM(PNet(), "feat", bogus=1)
+
+
+def test_layer_context_has_no_unused_fields():
+    fields = set(LayerContext.__dataclass_fields__)
+    assert not fields & {"cam", "index"}
