@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from collections.abc import Callable, Sequence
@@ -27,15 +28,14 @@ from ..engine import CamLensWarning, Capture, Engine, OutputAdapter, model_devic
 from ..errors import CamLensError, InputTypeError, LayerOutputError
 from ..hooks import LayerSpec, eval_mode, resolve_layers
 from ..scoring import score_in_chunks
-from ..smoothing import AUGMENTATIONS, IDENTITY_INDEX, augment, deaugment_mean
-from ..targets import TargetFn, targets_from_categories
+from ..smoothing import Explained, explain_augmented
+from ..targets import TargetFn
 
 __all__ = ["BaseCAM", "GradientCAM", "ActivationCAM", "PerturbationCAM", "LayerContext", "Explanation"]
 
 logger = logging.getLogger("camlens")
 
 ReshapeTransform = Callable[[torch.Tensor], torch.Tensor]
-_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
 @dataclass
@@ -223,15 +223,13 @@ class BaseCAM:
         x = self.engine.prepare_input(input_tensor)
         if targets is not None:
             targets = list(targets)
+        step = functools.partial(self._explain_batch, eigen_smooth=eigen_smooth)
         with eval_mode(self.model), torch.inference_mode(False):
             if aug_smooth:
-                return self._explain_augmented(x, targets, target_category, eigen_smooth)
-            cap = self.engine.run(
-                x, targets, target_category=target_category, need_gradients=self.uses_gradients
-            )
-            raw = self._layer_maps(cap, x, eigen_smooth)
-            cam = self._finish(raw, tuple(x.shape[-2:]))
-            return Explanation(cam, raw, cap.scores, cap.targets, self.target_layer_names)
+                cam, raw, scores, chosen = explain_augmented(step, x, targets, target_category)
+            else:
+                cam, raw, scores, chosen = step(x, targets, target_category=target_category)
+        return Explanation(cam, raw, scores, chosen, self.target_layer_names)
 
     # ---------------------------------------------------------------- overridable
     def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
@@ -253,6 +251,23 @@ class BaseCAM:
         return weighted.sum(dim=1)
 
     # ---------------------------------------------------------------- internals
+    def _explain_batch(
+        self,
+        x: torch.Tensor,
+        targets: Sequence[TargetFn] | None,
+        *,
+        eigen_smooth: bool,
+        target_category: Any = None,
+        resolve_targets: Callable[[torch.Tensor], Sequence[TargetFn]] | None = None,
+    ) -> Explained:
+        """Capture, per-layer maps, finish: ``(maps (N, H, W), raw maps per layer, scores, targets)``."""
+        cap = self.engine.run(
+            x, targets, target_category=target_category, need_gradients=self.uses_gradients,
+            resolve_targets=resolve_targets,
+        )  # fmt: skip
+        raw = self._layer_maps(cap, x, eigen_smooth)
+        return self._finish(raw, tuple(x.shape[-2:])), raw, cap.scores, cap.targets
+
     def _layer_maps(self, cap: Capture, x: torch.Tensor, eigen_smooth: bool) -> list[torch.Tensor]:
         maps = []
         for i, (name, module) in enumerate(self.layers):
@@ -298,65 +313,6 @@ class BaseCAM:
         if len(per_layer) == 1:
             return per_layer[0]
         return pp.minmax_normalize(pp.combine(per_layer, self.combine))
-
-    def _explain_augmented(
-        self, x: torch.Tensor, targets: list[TargetFn] | None, target_category: Any, eigen_smooth: bool
-    ) -> Explanation:
-        n = x.shape[0]
-        k = len(AUGMENTATIONS)
-        if targets is not None:
-            if len(targets) != n:
-                from ..errors import TargetError
-
-                raise TargetError(
-                    f"got {len(targets)} targets for a batch of {n} images; pass one target per image"
-                )
-            all_targets: list[TargetFn] | None = targets * k
-            resolve = None
-        else:
-            all_targets = None
-
-            def resolve(outputs: torch.Tensor) -> list[TargetFn]:
-                # Targets are chosen on the un-augmented image and explained in every augmentation.
-                ident = outputs[IDENTITY_INDEX * n : (IDENTITY_INDEX + 1) * n]
-                return list(targets_from_categories(target_category, ident)) * k
-
-        try:
-            xs = augment(x)
-            cap = self.engine.run(xs, all_targets, need_gradients=self.uses_gradients, resolve_targets=resolve)
-            raw = self._layer_maps(cap, xs, eigen_smooth)
-            scores, resolved = cap.scores, cap.targets
-        except _OUT_OF_MEMORY:
-            xs = cap = None  # free the failed batch before the lean path
-            warnings.warn(
-                "aug_smooth: the six augmented copies of the batch did not fit in memory together; "
-                "running them one augmentation at a time (same result, slower)",
-                CamLensWarning,
-                stacklevel=4,
-            )
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            raw, scores, resolved = self._augmented_one_by_one(x, targets, target_category, eigen_smooth)
-        cams = self._finish(raw, tuple(x.shape[-2:]))
-        cam = pp.minmax_normalize(deaugment_mean(cams, n))
-        sl = slice(IDENTITY_INDEX * n, (IDENTITY_INDEX + 1) * n)
-        return Explanation(cam, [r[sl] for r in raw], scores[sl], resolved[sl], self.target_layer_names)
-
-    def _augmented_one_by_one(
-        self, x: torch.Tensor, targets: list[TargetFn] | None, target_category: Any, eigen_smooth: bool
-    ) -> tuple[list[torch.Tensor], torch.Tensor, list[TargetFn]]:
-        """The memory-lean path of aug_smooth: one forward/backward per augmentation."""
-        if targets is None:  # choose the targets on the un-augmented image first
-            ident = augment(x, (AUGMENTATIONS[IDENTITY_INDEX],))
-            targets = self.engine.run(ident, None, target_category=target_category, need_gradients=False).targets
-        per_aug = []
-        for aug in AUGMENTATIONS:
-            xa = augment(x, (aug,))
-            cap = self.engine.run(xa, targets, need_gradients=self.uses_gradients)
-            per_aug.append((self._layer_maps(cap, xa, eigen_smooth), cap.scores))
-        raw = [torch.cat([maps[i] for maps, _ in per_aug]) for i in range(len(self.layers))]
-        scores = torch.cat([s for _, s in per_aug])
-        return raw, scores, list(targets) * len(AUGMENTATIONS)
 
     def _check_compat(self, compat: dict[str, Any]) -> None:
         """Honour or reject pytorch-grad-cam's constructor arguments (see the class docstring)."""
