@@ -1,0 +1,89 @@
+"""SS-CAM: Smoothed Score-CAM (Wang, Naidu et al., 2020, arXiv:2006.14255)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from ..errors import CamLensError
+from ..registry import register
+from .base import LayerContext
+from .scorecam import ScoreCAM
+
+__all__ = ["SSCAM"]
+
+
+@register("sscam", "ss-cam", "smoothscorecam")
+class SSCAM(ScoreCAM):
+    """SS-CAM: Score-CAM whose channel scores are averaged over noisy copies.
+
+    With ``M_k = minmax(Up(A_k))`` as in Score-CAM and ``delta_i ~ N(0, std^2)`` at input resolution:
+
+    * ``noise="mask"`` (default, the paper's SS-CAM(1), smoothing the feature map):
+      ``s_k = 1/N sum_i target(softmax(f(x * (M_k + delta_i))))``;
+    * ``noise="input"`` (the paper's SS-CAM(2)): ``s_k = 1/N sum_i target(softmax(f((x + delta_i) * M_k)))``;
+
+    ``w = softmax_k(s)``, ``map = ReLU(sum_k w_k * A_k)``, ``N = num_samples``. Defaults
+    ``num_samples=35``, ``std=2.0`` (the paper's sigma; torchcam's defaults). With ``std=0`` or one
+    sample of zero noise the result is Score-CAM's exactly. Everything else (targets and softmax,
+    ``top_k``, constant channels, ``batch_size``) is as in :class:`~camlens.ScoreCAM`; the
+    ``N * C`` noisy inputs per image exist one chunk of ``batch_size`` at a time.
+
+    Reproducibility: the noise of (channel ``k``, sample ``i``) is drawn from a generator seeded
+    with ``(seed, k, i)``, so it does not depend on ``batch_size`` or on the other images of the
+    batch. ``generator``: an ``int`` seed (the same noise every call), a ``torch.Generator`` (one
+    seed drawn from it per layer and call) or ``None`` (drawn from torch's global generator, so
+    ``torch.manual_seed`` reproduces a call).
+
+    Example::
+
+        cam = SSCAM(model, "layer4[-1]", num_samples=10, std=0.5, generator=0, batch_size=64)
+        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(281)])
+    """
+
+    paper = "Wang, Naidu et al., SS-CAM: Smoothed Score-CAM for Sharper Visual Feature Localization, arXiv:2006.14255, 2020"
+    summary = "Score-CAM with channel scores averaged over Gaussian noise on the masks (or input)"
+    options: ClassVar[dict[str, Any]] = {
+        **ScoreCAM.options, "num_samples": 35, "std": 2.0, "noise": "mask", "generator": None,
+    }  # fmt: skip
+
+    def configure(self) -> None:
+        super().configure()
+        n, std = self.num_samples, self.std
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise CamLensError(f"num_samples must be a positive int; got {n!r}")
+        if isinstance(std, bool) or not isinstance(std, (int, float)) or not std >= 0:
+            raise CamLensError(f"std must be a number >= 0 (the noise's standard deviation); got {std!r}")
+        if self.noise not in ("mask", "input"):
+            raise CamLensError(f"noise must be 'mask' (SS-CAM(1)) or 'input' (SS-CAM(2)); got {self.noise!r}")
+        if self.generator is not None and not isinstance(self.generator, (int, torch.Generator)):
+            raise CamLensError(
+                f"generator must be None, an int seed or a torch.Generator; got {type(self.generator).__name__}"
+            )
+        self._seed = 0
+
+    @staticmethod
+    def noise_sample(seed: int, channel: int, sample: int, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """Standard normal noise of (channel, sample) for a call with ``seed`` (times ``std`` when used)."""
+        key = ((seed % 2**40) * 1_000_003 + channel) * 1_000_003 + sample
+        gen = torch.Generator(device=device).manual_seed(key % 2**63)
+        return torch.randn(shape, generator=gen, device=device)
+
+    def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
+        gen = self.generator
+        self._seed = gen if isinstance(gen, int) else int(torch.randint(2**62, (1,), generator=gen))
+        return super().cam_weights(ctx)
+
+    def zero_mask_gives_zero_input(self) -> bool:
+        return self.noise == "input" or self.std == 0
+
+    def perturb(self, x: torch.Tensor, masks: torch.Tensor, channels: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+        if self.std == 0:
+            return super().perturb(x, masks, channels, samples)
+        shape = tuple(masks.shape[1:]) if self.noise == "mask" else tuple(x.shape[1:])
+        rows = zip(channels.tolist(), samples.tolist())
+        noise = self.std * torch.stack([self.noise_sample(self._seed, k, i, shape, x.device) for k, i in rows])
+        if self.noise == "mask":
+            return x * (masks + noise)[:, None].to(x.dtype)
+        return (x + noise.to(x.dtype)) * masks[:, None].to(x.dtype)
