@@ -105,10 +105,109 @@ class LayerSplit:
             out.append(value.detach())
         return out
 
+    def pooled_linear(self) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """``(weight, bias)`` when the tail is global average pooling followed by one linear layer.
+
+        Read from the traced tail: the activation is averaged over its two spatial axes
+        (``x.mean((2, 3))``, ``AdaptiveAvgPool2d(1)``, ``F.adaptive_avg_pool2d(x, 1)``), optionally
+        flattened or passed through ``Identity`` / ``Dropout``, then fed to one ``nn.Linear`` (or
+        ``F.linear``) whose output is the model's output, and nothing else crosses the cut (ResNet's
+        ``layer4``, most timm CNNs at their last stage). ``None`` otherwise. The caller checks the
+        closed form it builds on this against a real tail pass (a Dropout in train mode, a shape
+        this reading got wrong).
+        """
+        if self.head is not None:
+            return None
+        graph = self.tail.graph
+        node = next(n for n in graph.nodes if n.op == "placeholder")
+        pooled = False
+        while True:
+            users = [u for u in node.users if not _is_shape_query(u)]
+            if len(users) != 1:
+                return None
+            user = users[0]
+            if not pooled and _is_global_avg_pool(user, self.tail):
+                pooled = True
+            elif pooled and _is_passthrough(user, self.tail):
+                pass
+            elif pooled:
+                linear = _linear_weights(user, self.tail)
+                if linear is None:
+                    return None
+                out = [u for u in user.users]
+                if len(out) != 1 or out[0].op != "output" or out[0].args[0] is not user:
+                    return None
+                return linear
+            else:
+                return None
+            node = user
+
     def run_tail(self, activation: torch.Tensor, live: Sequence[torch.Tensor]) -> Any:
         """The model's (raw, un-adapted) output for ``activation`` at the layer; no autograd."""
         with torch.no_grad():
             return self.tail(activation, *live)
+
+
+def _module(node: fx.Node, root: nn.Module) -> nn.Module | None:
+    if node.op != "call_module":
+        return None
+    try:
+        return root.get_submodule(str(node.target))
+    except AttributeError:
+        return None
+
+
+def _is_shape_query(node: fx.Node) -> bool:
+    """``x.size(...)``, ``x.dim()``, ``x.shape``: reading a shape, not the values."""
+    if node.op == "call_method" and node.target in ("size", "dim"):
+        return True
+    return node.op == "call_function" and node.target is getattr and node.args[1:2] == ("shape",)
+
+
+def _is_global_avg_pool(node: fx.Node, root: nn.Module) -> bool:
+    module = _module(node, root)
+    if module is not None:
+        return isinstance(module, nn.AdaptiveAvgPool2d) and module.output_size in (1, (1, 1))
+    if node.op == "call_function" and node.target is nn.functional.adaptive_avg_pool2d:
+        size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
+        return size in (1, (1, 1), [1, 1])
+    is_mean = (node.op == "call_method" and node.target == "mean") or (
+        node.op == "call_function" and node.target is torch.mean
+    )
+    if not is_mean:
+        return False
+    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    return isinstance(dims, (tuple, list)) and sorted(dims) in ([2, 3], [-2, -1])
+
+
+def _is_passthrough(node: fx.Node, root: nn.Module) -> bool:
+    """Reshapes that keep the pooled values (flatten, view, squeeze) and eval-mode no-ops."""
+    module = _module(node, root)
+    if module is not None:
+        return isinstance(module, (nn.Flatten, nn.Identity, nn.Dropout))
+    if node.op == "call_method":
+        return node.target in ("flatten", "view", "reshape", "squeeze")
+    return node.op == "call_function" and node.target in (torch.flatten, torch.reshape, torch.squeeze)
+
+
+def _linear_weights(node: fx.Node, root: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    module = _module(node, root)
+    if isinstance(module, nn.Linear):
+        return module.weight, module.bias
+    if node.op == "call_function" and node.target is nn.functional.linear:
+        params = list(node.args[1:3]) + [node.kwargs.get("bias")] * (3 - len(node.args))
+        found = []
+        for p in params[:2]:
+            if p is None:
+                found.append(None)
+            elif isinstance(p, fx.Node) and p.op == "get_attr":
+                found.append(root.get_parameter(str(p.target)))
+            else:
+                return None
+        if found[0] is None:
+            return None
+        return found[0], found[1]
+    return None
 
 
 def split_at_layer(model: nn.Module, layer: nn.Module, layer_name: str = "") -> LayerSplit:

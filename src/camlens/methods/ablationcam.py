@@ -1,14 +1,16 @@
-"""Ablation-CAM (Desai & Ramaswamy, WACV 2020)."""
+"""Ablation-CAM (Desai & Ramaswamy, WACV 2020), with a closed form for pooled linear heads."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 
 from ..registry import register
 from ..reshape import raw_channel_axis
-from ..split import TailRunner
+from ..split import LayerSplit, TailRunner, outputs_match
 from ..targets import score_targets
 from .base import LayerContext, PerturbationCAM
 
@@ -32,6 +34,12 @@ class AblationCAM(PerturbationCAM):
       :mod:`torch.fx` and only the layers *after* it run on the ablated copies of the captured
       output (:class:`camlens.split.TailRunner`: checked once per call, with a fallback to the
       full model and a :class:`~camlens.CamLensWarning` where the split is not exact).
+    * Closed form (``closed_form=True``, default): when the tail is global average pooling and
+      one linear layer ``z = W pool(A) + b`` (ResNet's ``layer4``, many timm CNNs; read from the
+      traced tail), setting channel ``k`` to ``v`` changes the logits by exactly
+      ``(v - mean(A_k)) * W[:, k]``, so every ablated output is ``z + (v - mean(A_k)) W[:, k]``:
+      one batched product, no tail pass, for any target function of the logits. Used only where
+      it agrees with one real tail pass per call; ``cam.last_path`` says ``"closed-form"``.
     * With a ``reshape_transform`` the channel is ablated in the layer's raw layout, along the
       raw axis that holds it (the last axis for ``(N, tokens, C)``), see
       :func:`camlens.reshape.raw_channel_axis`.
@@ -44,20 +52,20 @@ class AblationCAM(PerturbationCAM):
 
     paper = "Desai & Ramaswamy, Ablation-CAM: Visual Explanations for Deep Convolutional Network via Gradient-free Localization, WACV 2020"
     summary = "channel weights = relative score drop when the channel is ablated (no gradients)"
-    options: ClassVar[dict[str, Any]] = {"ablation_value": 0.0, "fast_path": True}
+    options: ClassVar[dict[str, Any]] = {"ablation_value": 0.0, "fast_path": True, "closed_form": True}
 
     def configure(self) -> None:
         self.ablation_value = float(self.ablation_value)
         self.tails = TailRunner(self.model, type(self).__name__)
         self.last_path: dict[str, str] = {}
-        """Which path scored each layer in the last call: ``"tail"`` or ``"full"`` (for inspection)."""
+        """Which path scored each layer in the last call: ``"closed-form"``, ``"tail"`` or ``"full"``."""
 
     def ablated_scores(self, ctx: LayerContext) -> torch.Tensor:
         """``y_k`` for every image and channel: ``(N, C)`` float64 (the differences ``y - y_k`` are small)."""
         raw = ctx.raw_activations
         n, c = ctx.activations.shape[:2]
         axis, channel_index = raw_channel_axis(raw, c, self.reshape_transform)
-        run, self.last_path[ctx.name] = self.tails.prepare(
+        run, path = self.tails.prepare(
             ctx.name, ctx.module, ctx.input_tensor, raw, ctx.outputs,
             output_adapter=self.engine.output_adapter, batch_size=self.batch_size, fast=self.fast_path,
         )  # fmt: skip
@@ -68,11 +76,36 @@ class AblationCAM(PerturbationCAM):
             out.movedim(axis, 1)[torch.arange(rows.numel(), device=rows.device), ch] = self.ablation_value
             return run(img, out)
 
+        closed = self._closed_form(ctx, ablated) if path == "tail" and axis == 1 and raw.dim() == 4 else None
+        self.last_path[ctx.name] = path if closed is None else "closed-form"
+
         def score(rows: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
             return score_targets([ctx.targets[i] for i in (rows // c).tolist()], outputs).double()
 
         desc = f"AblationCAM {ctx.name}"
-        return self.score_rows(n * c, score, run=ablated, desc=desc, dtype=torch.float64, device=raw.device).reshape(n, c)
+        return self.score_rows(n * c, score, run=closed or ablated, desc=desc, dtype=torch.float64, device=raw.device).reshape(n, c)
+
+    def _closed_form(self, ctx: LayerContext, tail: Callable[[torch.Tensor], Any]) -> Callable[[torch.Tensor], Any] | None:
+        """Ablated logits ``z + (v - mean(A_k)) W[:, k]`` per row where the tail is pooling + linear
+        and this agrees with the real ``tail`` on the first chunk of rows; else ``None``."""
+        split = self.tails.split(ctx.name, ctx.module)
+        head = split.pooled_linear() if self.closed_form and isinstance(split, LayerSplit) else None
+        raw = ctx.raw_activations
+        n, c = raw.shape[:2]
+        if head is None or head[0].dim() != 2 or head[0].shape[1] != c:
+            return None
+        weight = head[0].detach().double()
+        bias = head[1].detach().double() if head[1] is not None else None
+        mean = raw.double().mean(dim=(2, 3))  # (N, C)
+        logits = F.linear(mean, weight, bias)  # (N, K)
+
+        def run(rows: torch.Tensor) -> torch.Tensor:
+            img, ch = rows // c, rows % c
+            return (logits[img] + (self.ablation_value - mean[img, ch])[:, None] * weight.T[ch]).to(raw.dtype)
+
+        check = torch.arange(min(n * c, max(1, int(self.batch_size))), device=raw.device)
+        real = tail(check)
+        return run if isinstance(real, torch.Tensor) and outputs_match(run(check), real) else None
 
     def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
         """``(N, C, 1, 1)`` weights ``(y - y_k) / y`` (``y - y_k`` where ``y == 0``)."""
