@@ -82,3 +82,22 @@ def test_resnet_layer4_tail():
     assert split.head is None
     act, y = capture(model, layer, x)
     torch.testing.assert_close(split.run_tail(act.clone(), []), y, atol=1e-5, rtol=1e-5)
+
+
+def test_pooled_linear_head_is_read_from_the_traced_tail():
+    model = ResNetish().eval()
+    weight, bias = split_at_layer(model, model.blocks[2], "blocks.2").pooled_linear()
+    assert weight is model.fc.weight and bias is model.fc.bias
+    assert split_at_layer(model, model.blocks[1], "blocks.1").pooled_linear() is None  # a block before the pool
+    assert split_at_layer(model, model.blocks[2].conv2, "blocks.2.conv2").pooled_linear() is None  # live skip
+
+    class PoolNormFc(ResNetish):  # a norm between pool and head: not linear in the pooled values
+        def __init__(self):
+            super().__init__()
+            self.norm = nn.LayerNorm(6)
+
+        def forward(self, x):
+            return self.fc(self.norm(self.blocks(self.stem(x)).mean(dim=(2, 3))))
+
+    other = PoolNormFc().eval()
+    assert split_at_layer(other, other.blocks[2], "blocks.2").pooled_linear() is None
