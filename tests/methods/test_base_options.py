@@ -38,7 +38,9 @@ def test_options_camlens_cannot_honour_are_rejected(cls, kwargs, match):
 
 def test_unknown_keyword_is_a_type_error():
     with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\): \['bogus'\]"):
-        ScoreCAM(PNet(), "feat", bogus=1)
+        GradCAM(PNet(), "feat", bogus=1)
+    with pytest.raises(TypeError, match=r"\['num_samples'\]; ScoreCAM's own options are \['score_softmax', 'top_k'\]"):
+        ScoreCAM(PNet(), "feat", num_samples=3)
 
 
 def test_layer_context_has_no_unused_fields():

@@ -319,7 +319,9 @@ class BaseCAM:
         who = type(self).__name__
         unknown = set(compat) - {"compute_input_gradient", "uses_gradients", "tta_transforms"}
         if unknown:
-            raise TypeError(f"{who}() got unexpected keyword argument(s): {sorted(unknown)}")
+            own = sorted(getattr(self, "options", {}))
+            hint = f"; {who}'s own options are {own}" if own else ""
+            raise TypeError(f"{who}() got unexpected keyword argument(s): {sorted(unknown)}{hint}")
         if "uses_gradients" in compat and bool(compat["uses_gradients"]) != self.uses_gradients:
             need = "needs gradients" if self.uses_gradients else "uses no gradients"
             raise CamLensError(

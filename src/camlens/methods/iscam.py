@@ -45,7 +45,9 @@ class ISCAM(ScoreCAM):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise CamLensError(f"num_samples must be a positive int; got {n!r}")
 
-    def perturb(self, x: torch.Tensor, masks: torch.Tensor, channels: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+    def perturb(
+        self, x: torch.Tensor, masks: torch.Tensor, channels: torch.Tensor, samples: torch.Tensor, key: Any
+    ) -> torch.Tensor:
         i = (samples + 1).to(masks.dtype)
         alpha = i * (i + 1) / (2 * self.num_samples) if self.cumulative else i / self.num_samples
         return x * (masks * alpha[:, None, None])[:, None].to(x.dtype)

@@ -68,12 +68,19 @@ class ScoreCAM(PerturbationCAM):
             raise CamLensError(f"top_k must be None (exact) or a positive int; got {top_k!r}")
 
     # ------------------------------------------------------------------ what is scored
-    def perturb(self, x: torch.Tensor, masks: torch.Tensor, channels: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+    def perturb(
+        self, x: torch.Tensor, masks: torch.Tensor, channels: torch.Tensor, samples: torch.Tensor, key: Any
+    ) -> torch.Tensor:
         """The inputs scored for a chunk of rows: ``x * M_k`` (``x`` ``(B, C, H, W)``, ``masks`` ``(B, H, W)``).
 
         ``channels`` and ``samples`` say which channel and which of the ``num_samples`` copies each
-        row is; Score-CAM's variants override this method."""
+        row is, ``key`` is :meth:`sample_key`'s value for this layer and call; Score-CAM's variants
+        override this method."""
         return x * masks[:, None].to(x.dtype)
+
+    def sample_key(self) -> Any:
+        """Drawn once per layer and call and handed to :meth:`perturb` (a noise seed for SS-CAM)."""
+        return None
 
     def zero_mask_gives_zero_input(self) -> bool:
         """Whether an all-zero mask always gives the all-zero input (true for Score-CAM)."""
@@ -118,11 +125,12 @@ class ScoreCAM(PerturbationCAM):
 
         pairs = (scored & ~constant).nonzero()  # (P, 2) rows of (image, channel)
         samples = max(1, int(self.num_samples))
+        key = self.sample_key()
 
         def inputs(rows: torch.Tensor) -> torch.Tensor:
             img, ch = pairs[rows // samples].unbind(1)
             masks = pp.minmax_normalize(pp.upsample(acts[img, ch], size))  # (B, H, W)
-            return self.perturb(x[img], masks, ch, rows % samples)
+            return self.perturb(x[img], masks, ch, rows % samples, key)
 
         def score(rows: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
             return self.masked_scores([ctx.targets[i] for i in pairs[rows // samples, 0].tolist()], outputs)

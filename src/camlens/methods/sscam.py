@@ -8,7 +8,6 @@ import torch
 
 from ..errors import CamLensError
 from ..registry import register
-from .base import LayerContext
 from .scorecam import ScoreCAM
 
 __all__ = ["SSCAM"]
@@ -61,7 +60,6 @@ class SSCAM(ScoreCAM):
             raise CamLensError(
                 f"generator must be None, an int seed or a torch.Generator; got {type(self.generator).__name__}"
             )
-        self._seed = 0
 
     @staticmethod
     def noise_sample(seed: int, channel: int, sample: int, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
@@ -70,20 +68,22 @@ class SSCAM(ScoreCAM):
         gen = torch.Generator(device=device).manual_seed(key % 2**63)
         return torch.randn(shape, generator=gen, device=device)
 
-    def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
+    def sample_key(self) -> int:
+        """The noise seed of this layer and call."""
         gen = self.generator
-        self._seed = gen if isinstance(gen, int) else int(torch.randint(2**62, (1,), generator=gen))
-        return super().cam_weights(ctx)
+        return gen if isinstance(gen, int) else int(torch.randint(2**62, (1,), generator=gen))
 
     def zero_mask_gives_zero_input(self) -> bool:
         return self.noise == "input" or self.std == 0
 
-    def perturb(self, x: torch.Tensor, masks: torch.Tensor, channels: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+    def perturb(
+        self, x: torch.Tensor, masks: torch.Tensor, channels: torch.Tensor, samples: torch.Tensor, key: Any
+    ) -> torch.Tensor:
         if self.std == 0:
-            return super().perturb(x, masks, channels, samples)
+            return super().perturb(x, masks, channels, samples, key)
         shape = tuple(masks.shape[1:]) if self.noise == "mask" else tuple(x.shape[1:])
         rows = zip(channels.tolist(), samples.tolist())
-        noise = self.std * torch.stack([self.noise_sample(self._seed, k, i, shape, x.device) for k, i in rows])
+        noise = self.std * torch.stack([self.noise_sample(key, k, i, shape, x.device) for k, i in rows])
         if self.noise == "mask":
             return x * (masks + noise)[:, None].to(x.dtype)
         return (x + noise.to(x.dtype)) * masks[:, None].to(x.dtype)
