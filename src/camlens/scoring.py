@@ -78,7 +78,8 @@ def score_in_chunks(
             else:
                 outputs = adapter(run(rows))  # type: ignore[misc]
                 if not isinstance(outputs, torch.Tensor):
-                    raise ModelOutputError(f"output_adapter returned a {type(outputs).__name__}; it must return a tensor")
+                    what = type(outputs).__name__
+                    raise ModelOutputError(f"output_adapter returned a {what}; it must return a tensor")
             out[start : start + rows.numel()] = score(rows, outputs.detach()).to(device=device, dtype=dtype)
             del outputs
             if callable(progress):

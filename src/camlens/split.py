@@ -391,4 +391,5 @@ def outputs_match(got: torch.Tensor, want: torch.Tensor) -> bool:
     want_f = want.float()
     scale = float(want_f.abs().max()) if want_f.numel() else 1.0
     rtol = max(1e-4, 100 * torch.finfo(want.dtype).eps) if want.is_floating_point() else 1e-4
-    return got.shape == want_f.shape and torch.allclose(got.float(), want_f, rtol=rtol, atol=rtol * 0.1 * max(1.0, scale))
+    atol = rtol * 0.1 * max(1.0, scale)
+    return got.shape == want_f.shape and torch.allclose(got.float(), want_f, rtol=rtol, atol=atol)

@@ -81,10 +81,14 @@ class AblationCAM(PerturbationCAM):
         def score(rows: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
             return score_targets([ctx.targets[i] for i in (rows // c).tolist()], outputs).double()
 
-        desc = f"AblationCAM {ctx.name}"
-        return self.score_rows(n * c, score, run=closed or ablated, desc=desc, dtype=torch.float64, device=raw.device).reshape(n, c)
+        scores = self.score_rows(
+            n * c, score, run=closed or ablated, desc=f"AblationCAM {ctx.name}", dtype=torch.float64, device=raw.device
+        )
+        return scores.reshape(n, c)
 
-    def _closed_form(self, ctx: LayerContext, tail: Callable[[torch.Tensor], Any]) -> Callable[[torch.Tensor], Any] | None:
+    def _closed_form(
+        self, ctx: LayerContext, tail: Callable[[torch.Tensor], Any]
+    ) -> Callable[[torch.Tensor], torch.Tensor] | None:
         """Ablated logits ``z + (v - mean(A_k)) W[:, k]`` per row (``z``: the captured output) where the
         tail is pooling + linear and this agrees with the real ``tail`` on a few rows; else ``None``."""
         split = self.tails.split(ctx.name, ctx.module)

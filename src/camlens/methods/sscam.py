@@ -62,7 +62,9 @@ class SSCAM(ScoreCAM):
             )
 
     @staticmethod
-    def noise_sample(seed: int, channel: int, sample: int, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    def noise_sample(
+        seed: int, channel: int, sample: int, shape: tuple[int, ...], device: torch.device
+    ) -> torch.Tensor:
         """Standard normal noise of (channel, sample) for a call with ``seed`` (times ``std`` when used)."""
         key = ((seed % 2**40) * 1_000_003 + channel) * 1_000_003 + sample
         gen = torch.Generator(device=device).manual_seed(key % 2**63)
