@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import InputShapeError, InputTypeError
+from .errors import ArgumentError, InputShapeError, InputTypeError
 
 __all__ = [
     "show_cam_on_image",
@@ -55,7 +55,7 @@ def apply_colormap(mask: Any, colormap: Any = "jet") -> np.ndarray:
         raise InputShapeError(f"mask must be a 2-D (H, W) map; got shape {mask.shape}")
     if isinstance(colormap, (int, np.integer)):
         if int(colormap) not in _OPENCV_COLORMAPS:
-            raise ValueError(f"OpenCV colour map {colormap} has no matplotlib equivalent; pass a matplotlib name")
+            raise ArgumentError(f"OpenCV colour map {colormap} has no matplotlib equivalent; pass a matplotlib name")
         colormap = _OPENCV_COLORMAPS[int(colormap)]
     cmap = matplotlib.colormaps[colormap] if isinstance(colormap, str) else colormap
     # Quantise to 256 levels like an 8-bit lookup table, so results match uint8 colour maps.
@@ -94,7 +94,7 @@ def show_cam_on_image(
             "(divide a uint8 image by 255)"
         )
     if not 0.0 <= image_weight <= 1.0:
-        raise ValueError(f"image_weight must be in [0, 1]; got {image_weight}")
+        raise ArgumentError(f"image_weight must be in [0, 1]; got {image_weight}")
     heatmap = apply_colormap(mask, colormap)
     if not use_rgb:
         heatmap = heatmap[..., ::-1]

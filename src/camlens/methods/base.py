@@ -23,7 +23,7 @@ from torch import nn
 
 from .. import postprocess as pp
 from ..engine import CamLensWarning, Capture, Engine, OutputAdapter
-from ..errors import CamLensError, InputTypeError, LayerOutputError
+from ..errors import ArgumentError, DeviceError, InputTypeError, LayerOutputError
 from ..hooks import LayerSpec, eval_mode, resolve_layers
 from ..smoothing import AUGMENTATIONS, IDENTITY_INDEX, augment, deaugment_mean
 from ..targets import TargetFn, targets_from_categories
@@ -138,11 +138,11 @@ class BaseCAM:
             raise InputTypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
         ignored = set(compat) - {"compute_input_gradient", "uses_gradients", "tta_transforms"}
         if ignored:
-            raise TypeError(f"{type(self).__name__}() got unexpected keyword argument(s): {sorted(ignored)}")
+            raise InputTypeError(f"{type(self).__name__}() got unexpected keyword argument(s): {sorted(ignored)}")
         if target_layers is not None and target_layer is not None:
-            raise CamLensError("pass either target_layers or target_layer, not both")
+            raise ArgumentError("pass either target_layers or target_layer, not both")
         if combine not in ("mean", "max", "sum"):
-            raise ValueError(f"combine must be 'mean', 'max' or 'sum'; got {combine!r}")
+            raise ArgumentError(f"combine must be 'mean', 'max' or 'sum'; got {combine!r}")
         self.model = model
         if use_cuda:
             self._move_to_cuda(model)
@@ -210,7 +210,7 @@ class BaseCAM:
         """Like ``__call__`` but returns an :class:`Explanation` of tensors on the model's device,
         with the raw per-layer maps and the target scores."""
         if targets is not None and target_category is not None:
-            raise CamLensError("pass either targets or target_category, not both")
+            raise ArgumentError("pass either targets or target_category, not both")
         x = self.engine.prepare_input(input_tensor)
         if targets is not None:
             targets = list(targets)
@@ -346,7 +346,7 @@ class BaseCAM:
             stacklevel=3,
         )
         if not torch.cuda.is_available():
-            raise CamLensError("use_cuda=True but CUDA is not available on this machine; drop use_cuda to run on CPU")
+            raise DeviceError("use_cuda=True but CUDA is not available on this machine; drop use_cuda to run on CPU")
         model.cuda()
 
     # ---------------------------------------------------------------- context manager

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 
 from .. import postprocess as pp
-from ..errors import CamLensError
+from ..errors import ArgumentError
 from ..progress import progress_bar
 from ..registry import register
 from ..targets import ClassifierOutputSoftmaxTarget, TargetFn, score_targets
@@ -74,7 +74,7 @@ class ScoreCAM(BaseCAM):
     ) -> None:
         super().__init__(model, target_layers, use_cuda, reshape_transform, **kwargs)
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-            raise CamLensError(f"top_k must be None (exact) or a positive int; got {top_k!r}")
+            raise ArgumentError(f"top_k must be None (exact) or a positive int; got {top_k!r}")
         self.top_k = top_k
         self.score_softmax = score_softmax
 
