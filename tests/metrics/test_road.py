@@ -110,3 +110,21 @@ def test_classes(region_setup):
         road(model, x, perfect, order="middle")
     with pytest.raises(ValueError, match="percent values"):
         road(model, x, perfect, percentiles=[0])
+
+
+def test_imputation_lives_in_its_own_module_and_names_its_solvers(monkeypatch):
+    import sys
+
+    from camlens.errors import DependencyError
+    from camlens.metrics import imputation
+
+    assert imputation.noisy_linear_impute is noisy_linear_impute
+    assert imputation.noisy_linear_impute_direct is noisy_linear_impute_direct
+    assert imputation.SOLVERS == ("auto", "cg", "direct")
+    x = torch.rand(1, 1, 6, 6)
+    removed = torch.zeros(1, 6, 6, dtype=torch.bool)
+    removed[0, 2:4, 2:4] = True
+    monkeypatch.setitem(sys.modules, "scipy.sparse", None)  # scipy not installed
+    with pytest.raises(DependencyError, match="pip install scipy.*solver='cg'"):
+        noisy_linear_impute_direct(x, removed)
+    assert noisy_linear_impute(x, removed, noise=0.0).shape == x.shape  # "auto" falls back to CG
