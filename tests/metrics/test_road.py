@@ -125,6 +125,7 @@ def test_imputation_lives_in_its_own_module_and_names_its_solvers(monkeypatch):
     removed = torch.zeros(1, 6, 6, dtype=torch.bool)
     removed[0, 2:4, 2:4] = True
     monkeypatch.setitem(sys.modules, "scipy.sparse", None)  # scipy not installed
+    monkeypatch.setitem(sys.modules, "scipy.sparse.linalg", None)
     with pytest.raises(DependencyError, match="pip install scipy.*solver='cg'"):
         noisy_linear_impute_direct(x, removed)
     assert noisy_linear_impute(x, removed, noise=0.0).shape == x.shape  # "auto" falls back to CG
