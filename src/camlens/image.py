@@ -292,9 +292,7 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndar
             f"{str(exc).splitlines()[0] if str(exc) else ''})"
         ) from None
     if size is not None:
-        t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None]
-        t = torch.nn.functional.interpolate(t, size=(int(size[1]), int(size[0])), mode="bilinear", align_corners=False, antialias=True)
-        arr = t[0].permute(1, 2, 0).clamp(0, 1).contiguous().numpy()
+        arr = resize_and_crop(arr, (int(size[1]), int(size[0])))[0]
     return arr
 
 
