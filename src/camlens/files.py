@@ -62,7 +62,10 @@ def make_output_folder(path: str | Path) -> Path:
     except PermissionError:
         raise OutputError(f"cannot create output folder {str(path)!r}: permission denied; choose a folder you can write to") from None
     except OSError as exc:
-        raise OutputError(f"cannot create output folder {str(path)!r}: {exc.strerror or exc}") from None
+        reason = (exc.strerror or str(exc)).lower()
+        raise OutputError(
+            f"cannot create output folder {str(path)!r} ({reason}); choose a folder you can write to"
+        ) from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise OutputError(f"output folder {str(path)!r} is not writable; choose a folder you can write to")
     return path
