@@ -1,6 +1,7 @@
 """`camlens evaluate`: data loading, the run loop, tables, and the command."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -124,6 +125,11 @@ def test_cli_errors_use_the_common_exit_codes(folder, capsys):
     assert "unknown CAM method 'gradcamm'" in _last_error(capsys)
     assert main(["evaluate", str(folder), *model, "-o", str(folder / "t.txt")]) == 2  # checked before the run
     assert "--output must end in .csv or .json" in _last_error(capsys)
+    assert main(["evaluate", str(folder), *model, "-o", str(folder / "no" / "t.csv")]) == 1  # checked before the run
+    assert re.search(r"--output .*t.csv.: folder .* does not exist", _last_error(capsys))
+    (folder / "annotations.json").write_text(json.dumps([{"file": "im0.png", "label": 7}]))
+    assert main(["evaluate", str(folder), *model, "--image-size", "16"]) == 2  # the tiny model has 3 classes
+    assert "image 'im0.png' has label 7, but the model has 3 classes (0..2)" in _last_error(capsys)
     assert main(["evaluate", str(folder / "missing"), *model]) == 1  # input
     assert "does not exist" in _last_error(capsys)
     assert main(["evaluate", str(folder), "--model-file", str(folder / "nope.py")]) == 1
@@ -141,6 +147,9 @@ def test_cli_errors_use_the_common_exit_codes(folder, capsys):
          r"entry 0 \('im0\.png'\), box 0: got 3 values \[1, 2, 3\]; expected a box \[x1, y1, x2, y2\] of 4 numbers"),
         ("annotations.json", b"\x89PNG\r\n\x1a\n\x00\xff\xfe", r"annotations\.json' is not a UTF-8 text file.*expected a JSON list"),
         ("annotations.json", '{"images": []}', r"got a JSON dict; expected a JSON list"),
+        ("annotations.json", '[{"file": "im0.png", "label": true}]', r"entry 0 \('im0\.png'\): 'label' must be a class index .* got True"),
+        ("annotations.json", '[{"file": "im0.png", "label": -3}]', r"'label' must be a class index >= 0; got -3"),
+        ("annotations.json", '[{"file": "im0.png", "boxes_xyxy": [[5, 5, 1, 9]]}]', r"box 0: box \[5, 5, 1, 9\] has x2 < x1"),
         ("annotations.json", '[{"file": "gone.png"}]', r"entry 0 \('gone\.png'\): image .*gone\.png' does not exist"),
         ("annotations.csv", "file,label,x1,y1,x2,y2\nim0.png,1,3,2,14,9\nim1.png,cat,,,,\n",
          r"annotations\.csv: line 3: label is 'cat'; expected a number"),

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..engine import Engine, OutputAdapter, model_device
-from ..errors import ArgumentError, InputShapeError
+from ..errors import ArgumentError, InputShapeError, TargetIndexError
 from ..hooks import eval_mode
 from ..image import IMAGENET_MEAN, IMAGENET_STD, preprocess_image
 from ..metrics import (
@@ -111,6 +111,22 @@ def check_metric_names(metrics: Sequence[str]) -> list[str]:
     return out
 
 
+def _check_labels(forward: Engine, samples: Sequence[Sample], mean: Any, std: Any, device: torch.device) -> None:
+    """Every given label must be a class of the model: checked on one image before any work."""
+    labelled = [s for s in samples if s.label is not None]
+    if not labelled:
+        return
+    with eval_mode(forward.model):
+        out = forward.forward_outputs(preprocess_image(samples[0].image, mean, std).to(device))
+    classes = out.reshape(1, -1).shape[1]
+    for s in labelled:
+        if not 0 <= s.label < classes:
+            raise TargetIndexError(
+                f"image {s.name!r} has label {s.label}, but the model has {classes} classes (0..{classes - 1}); "
+                "fix the label in the annotation file"
+            )
+
+
 def evaluate(
     model: nn.Module,
     samples: Sequence[Sample],
@@ -156,6 +172,7 @@ def evaluate(
         for c in classes
     }
     forward = Engine(model, [], output_adapter)  # the library's output adapter unless the user gives one
+    _check_labels(forward, samples, mean, std, device)
     batches = range(0, len(samples), batch_size)
     for start in progress_bar(batches, total=len(batches), enabled=progress, desc="evaluate"):
         chunk = samples[start : start + batch_size]
