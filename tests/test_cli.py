@@ -97,23 +97,43 @@ def test_explain_with_state_dict_file_and_explicit_layer(photos, tmp_path, capsy
     assert np.load(tmp_path / "o" / "cat_hirescam_cam.npy").shape == (224, 224)
 
 
-# ------------------------------------------------------------------ errors: one line, exit 1
+# ------------------------------------------------------------------ errors: one line, the common exit codes
 @pytest.mark.parametrize(
-    ("extra", "pattern"),
+    ("extra", "pattern", "code"),
     [
-        (["--method", "gradcamm"], r"unknown CAM method 'gradcamm'.*did you mean 'gradcam'"),
-        (["--model", "resnet5"], r"unknown model 'resnet5'.*did you mean 'resnet50'"),
-        (["--target-layer", "head.9"], r"head\.9"),
-        (["--target-category", "1000"], r"--target-category 1000 is out of range.*1000 classes"),
-        (["--weights", "/nonexistent/w.pth"], r"weights file '/nonexistent/w.pth' does not exist"),
+        (["--method", "gradcamm"], r"unknown CAM method 'gradcamm'.*did you mean 'gradcam'", 2),
+        (["--model", "resnet5"], r"unknown model 'resnet5'.*did you mean 'resnet50'", 2),
+        (["--target-layer", "head.9"], r"head\.9", 2),
+        (["--target-category", "1000"], r"--target-category 1000 is out of range.*1000 classes", 2),
+        (["--target-category", "-1"], r"--target-category -1 is out of range", 2),
+        (["--weights", "/nonexistent/w.pth"], r"weights file '/nonexistent/w.pth' does not exist", 1),
     ],
 )
-def test_explain_user_errors_print_one_line(photos, tmp_path, capsys, extra, pattern):
+def test_explain_user_errors_print_one_line(photos, tmp_path, capsys, extra, pattern, code):
     import re
 
-    assert main(["explain", photos["cat"], "-o", str(tmp_path), "--no-guided", *extra]) == 1
+    assert main(["explain", photos["cat"], "-o", str(tmp_path / "out"), "--no-guided", *extra]) == code
     captured = capsys.readouterr()
     assert re.search(pattern, _one_error_line(captured.err))
+    assert not (tmp_path / "out").exists()  # nothing created before every argument was checked
+
+
+def test_every_class_is_checked_before_the_first_file(photos, tmp_path, capsys):
+    """`--target-category 5 1000` used to write class 5's files, then fail on 1000."""
+    out = tmp_path / "out"
+    assert main(["explain", photos["cat"], "--target-category", "5", "1000", "-o", str(out), "--no-guided"]) == 2
+    assert "--target-category 1000 is out of range" in _one_error_line(capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_unwritable_output_folder_is_said_in_words(photos, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["explain", photos["cat"], "-o", str(blocker / "out"), "--no-guided"]) == 1
+    line = _one_error_line(capsys.readouterr().err)
+    assert "cannot create output folder" in line and "is a file, not a folder" in line and "Errno" not in line
+    assert main(["explain", photos["cat"], "-o", str(blocker), "--no-guided"]) == 1
+    assert "exists as a file" in _one_error_line(capsys.readouterr().err)
 
 
 def test_missing_and_unreadable_images(tmp_path, capsys):
@@ -148,7 +168,7 @@ def test_default_weights_offline_says_how_to_pass_a_file(photos, tmp_path, capsy
 
     monkeypatch.setattr(api, "load_state_dict_from_url", offline)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
-    assert main(["explain", photos["cat"], "--model", "resnet18", "--target-layer", "layer4"]) == 1
+    assert main(["explain", photos["cat"], "--model", "resnet18", "--target-layer", "layer4"]) == 3  # environment
     line = _one_error_line(capsys.readouterr().err)
     assert "could not get the default torchvision weights for 'resnet18'" in line
     assert "offline" in line and "--weights weights.pth" in line
@@ -156,9 +176,9 @@ def test_default_weights_offline_says_how_to_pass_a_file(photos, tmp_path, capsy
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_use_cuda_without_cuda(photos, capsys):
-    assert main(["explain", photos["cat"], "--use-cuda"]) == 1
+    assert main(["explain", photos["cat"], "--use-cuda"]) == 3  # environment
     assert "CUDA is not available" in _one_error_line(capsys.readouterr().err)
-    assert main(["explain", photos["cat"], "--device", "cuda"]) == 1
+    assert main(["explain", photos["cat"], "--device", "cuda"]) == 3
     assert "CUDA is not available" in _one_error_line(capsys.readouterr().err)
 
 
@@ -218,3 +238,81 @@ def test_method_all_writes_a_comparison_grid(photos, tmp_path, capsys):
     for m in available_methods():
         assert (tmp_path / f"cat_{m}_cam.npy").is_file()
     assert (tmp_path / "cat_methods.png").is_file()
+
+
+def test_interrupt_while_writing_leaves_no_partial_file(photos, tmp_path, capsys, monkeypatch):
+    """In-process: Ctrl-C arrives while a .npy is half written -> exit 130, no partial or temporary file."""
+    from PIL import Image
+
+    real_save = np.save
+
+    def interrupted_save(path, arr, *a, **k):
+        with open(path, "wb") as fh:
+            fh.write(b"\x93NUMPY half")  # a truncated file, as a real interrupt would leave
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "save", interrupted_save)
+    out = tmp_path / "out"
+    assert main(["explain", photos["cat"], "-m", "gradcam", "-o", str(out)]) == 130
+    assert "camlens: error: interrupted" in capsys.readouterr().err
+    monkeypatch.setattr(np, "save", real_save)
+    names = sorted(f.name for f in out.iterdir())
+    assert names == ["cat_gb.png", "cat_gradcam_cam.png"]  # the .npy never appeared, not even half
+    for n in names:
+        with Image.open(out / n) as im:
+            im.load()
+
+
+@pytest.mark.slow
+def test_ctrl_c_leaves_no_unreadable_file(tmp_path):
+    """SIGINT midway through `python -m camlens explain`: exit 130, every file written opens, no temporary left."""
+    import os
+    import signal
+    import time
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    images = [_write(tmp_path / f"im{i}.png", (rng.random((40, 40, 3)) * 255).astype(np.uint8)) for i in range(12)]
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "camlens", "explain", *images, "--model", "resnet18", "--weights", "none",
+         "--target-layer", "layer4", "-m", "gradcam", "-m", "layercam", "--batch-size", "1", "-o", str(out), "--device", "cpu"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if out.is_dir() and len(list(out.iterdir())) >= 3:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, f"finished before it could be interrupted: {proc.stderr.read()}"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "camlens: error: interrupted" in err and "Traceback" not in err
+    files = sorted(out.iterdir())
+    assert files and len(files) < 12 * 4  # stopped midway
+    assert not [f.name for f in files if f.name.startswith(".") or ".tmp" in f.name]
+    for f in files:
+        if f.suffix == ".png":
+            with Image.open(f) as im:
+                im.load()
+        else:
+            assert f.suffix == ".npy" and np.load(f).shape == (224, 224)
+
+
+def test_exit_codes_are_documented_where_users_look():
+    import re
+
+    from camlens.app import exitcodes
+
+    codes = {exitcodes.OK, exitcodes.DATA_ERROR, exitcodes.USAGE_ERROR, exitcodes.ENVIRONMENT, exitcodes.INTERRUPTED}
+    root = Path(__file__).parents[1]
+    for doc in ("README.md", "docs/cli.md"):
+        text = (root / doc).read_text(encoding="utf-8")
+        assert {int(c) for c in re.findall(r"^\| (\d+) \|", text, flags=re.M)} == codes, doc

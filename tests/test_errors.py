@@ -126,3 +126,84 @@ def test_use_cuda_without_cuda(small_cnn):
 def test_use_cuda_false_is_accepted(small_cnn, image_batch):
     out = GradCAM(model=small_cnn, target_layer=small_cnn.block, use_cuda=False)(input_tensor=image_batch, target_category=None)
     assert out.shape == (4, 16, 16)
+
+
+# ------------------------------------------------------------------ the family and its contract
+def test_every_camlens_error_is_also_its_builtin():
+    import camlens.errors as errors
+
+    builtins = {
+        "ArgumentError": ValueError, "InputShapeError": ValueError, "InputTypeError": TypeError,
+        "LayerNotFoundError": ValueError, "LayerNotRunError": RuntimeError, "LayerOutputError": ValueError,
+        "TargetError": ValueError, "TargetIndexError": IndexError, "ReshapeError": ValueError,
+        "ModelOutputError": TypeError, "MethodNotFoundError": KeyError, "DeviceError": RuntimeError,
+        "DependencyError": ImportError, "MissingFileError": FileNotFoundError, "FileFormatError": ValueError,
+        "OutputError": OSError, "MetricStateError": RuntimeError,
+    }
+    declared = [n for n in errors.__all__ if n not in ("CamLensError", "CamLensWarning")]
+    assert sorted(declared) == sorted(builtins)
+    for name, builtin in builtins.items():
+        exc = getattr(errors, name)("what was expected; what was received")
+        assert isinstance(exc, CamLensError) and isinstance(exc, builtin), name
+        assert str(exc) == "what was expected; what was received"
+
+
+def test_camlens_warning_lives_with_the_errors():
+    import camlens
+    import camlens.engine
+    import camlens.errors
+
+    assert camlens.CamLensWarning is camlens.errors.CamLensWarning is camlens.engine.CamLensWarning
+    assert issubclass(camlens.errors.CamLensWarning, UserWarning)
+
+
+def test_no_bare_builtin_or_base_error_is_raised_in_src():
+    """Every raise in src/camlens names a specific camlens error (which is also the built-in)."""
+    import ast
+    from pathlib import Path
+
+    import camlens
+
+    bare = {"CamLensError", "Exception", "ValueError", "TypeError", "RuntimeError", "KeyError", "IndexError",
+            "ImportError", "OSError", "FileNotFoundError"}
+    found = []
+    for path in sorted(Path(camlens.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and isinstance(node.exc.func, ast.Name):
+                if node.exc.func.id in bare:
+                    found.append(f"{path.name}:{node.lineno} raise {node.exc.func.id}(...)")
+    assert not found, found
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "pattern"),
+    [
+        (lambda: __import__("camlens.metrics", fromlist=["x"]).deletion(nn.Identity(), torch.zeros(1, 3, 4, 4), torch.zeros(1, 4, 4), steps=0),
+         "ArgumentError", "steps must be a positive int"),
+        (lambda: __import__("camlens.metrics", fromlist=["x"]).PointingGame().compute(), "MetricStateError", "before any update"),
+        (lambda: __import__("camlens.metrics", fromlist=["x"]).center_baseline(1, (4, 4), sigma=0), "ArgumentError", "sigma must be > 0"),
+        (lambda: __import__("camlens.devices", fromlist=["x"]).parse_device("gpu"), "ArgumentError", "invalid device 'gpu'"),
+    ],
+)
+def test_library_errors_are_specific(call, exc, pattern):
+    import camlens.errors as errors
+
+    with pytest.raises(getattr(errors, exc), match=pattern):
+        call()
+
+
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        ("ArgumentError", 2), ("MethodNotFoundError", 2), ("LayerNotFoundError", 2), ("TargetIndexError", 2),
+        ("MissingFileError", 1), ("FileFormatError", 1), ("OutputError", 1), ("InputShapeError", 1),
+        ("ModelOutputError", 1), ("DependencyError", 3), ("DeviceError", 3),
+    ],
+)
+def test_one_exit_code_per_kind_of_error(exc, code):
+    import camlens.errors as errors
+    from camlens.app import exitcodes
+
+    assert exitcodes.exit_code(getattr(errors, exc)("x")) == code
+    assert exitcodes.exit_code(KeyboardInterrupt()) == exitcodes.INTERRUPTED == 130
+    assert exitcodes.exit_code(RuntimeError("from the model")) == exitcodes.DATA_ERROR

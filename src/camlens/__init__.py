@@ -6,8 +6,8 @@
 >>> maps = cam(input_tensor=batch, targets=[ClassifierOutputTarget(281)])  # doctest: +SKIP
 """
 
-from .engine import CamLensWarning, default_output_adapter
-from .errors import CamLensError
+from .engine import default_output_adapter
+from .errors import CamLensError, CamLensWarning
 from .guided_backprop import GuidedBackprop, GuidedBackpropReLUModel, guided_gradcam
 from .methods import BaseCAM, Explanation
 from .layers import auto_target_layers

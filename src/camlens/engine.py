@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import InputShapeError, InputTypeError, LayerNotRunError, LayerOutputError, ModelOutputError
+from .errors import CamLensWarning, InputShapeError, InputTypeError, LayerNotRunError, LayerOutputError, ModelOutputError
 from .hooks import HookSet
 from .targets import TargetFn, score_targets, targets_from_categories
 
@@ -41,10 +41,6 @@ __all__ = [
 
 OutputAdapter = Callable[[Any], torch.Tensor]
 TargetResolver = Callable[[torch.Tensor], Sequence[TargetFn]]
-
-
-class CamLensWarning(UserWarning):
-    """Something camlens computed is probably not what the user wanted (e.g. all-zero gradients)."""
 
 
 def default_output_adapter(output: Any) -> torch.Tensor:
@@ -167,10 +163,6 @@ class Engine:
         self.output_adapter = output_adapter or default_output_adapter
 
     # ------------------------------------------------------------------ inputs
-    @property
-    def device(self) -> torch.device:
-        return model_device(self.model)
-
     def prepare_input(self, input_tensor: Any) -> torch.Tensor:
         """Validate an image batch and move it to the model's device and floating dtype."""
         return prepare_images(input_tensor, self.model)

@@ -1,15 +1,43 @@
-"""One exception family for camlens.
+"""One exception family (and one warning) for camlens.
 
 Every error raised for bad user input is a :class:`CamLensError` *and* the matching built-in
-(``ValueError``, ``TypeError``, ``IndexError``, ``RuntimeError``), so existing ``except``
-clauses keep working. Messages say what was wrong, what was expected, what was received and how
-to fix it.
+(``ValueError``, ``TypeError``, ``IndexError``, ``KeyError``, ``RuntimeError``, ``ImportError``,
+``OSError``), so existing ``except`` clauses keep working. Messages say what was wrong, what was
+expected, what was received and how to fix it.
+
+=========================  ======================  ==============================================
+class                      also a                  raised when
+=========================  ======================  ==============================================
+``ArgumentError``          ``ValueError``          an argument has a value outside what is accepted
+``InputShapeError``        ``ValueError``          a tensor/array has the wrong shape
+``InputTypeError``         ``TypeError``           an argument has the wrong type
+``LayerNotFoundError``     ``ValueError``          a target layer is not part of the model
+``LayerNotRunError``       ``RuntimeError``        a target layer was never called
+``LayerOutputError``       ``ValueError``          a layer output is not a ``(N, C, h, w)`` map
+``TargetError``            ``ValueError``          targets do not match the batch
+``TargetIndexError``       ``IndexError``          a class index is outside the model's outputs
+``ReshapeError``           ``ValueError``          tokens do not fit the requested grid
+``ModelOutputError``       ``TypeError``           the model's output is not a score tensor
+``MethodNotFoundError``    ``KeyError``            an unknown CAM method name
+``DeviceError``            ``RuntimeError``        the requested device is not available
+``DependencyError``        ``ImportError``         an optional package is not installed
+``MissingFileError``       ``FileNotFoundError``   an input file or folder does not exist
+``FileFormatError``        ``ValueError``          a file exists but its content is not usable
+``OutputError``            ``OSError``             an output file or folder cannot be written
+``MetricStateError``       ``RuntimeError``        a metric is read before any batch was seen
+=========================  ======================  ==============================================
+
+>>> from camlens.errors import ArgumentError
+>>> isinstance(ArgumentError("steps must be >= 1; got 0"), ValueError)
+True
 """
 
 from __future__ import annotations
 
 __all__ = [
     "CamLensError",
+    "CamLensWarning",
+    "ArgumentError",
     "InputShapeError",
     "InputTypeError",
     "LayerNotFoundError",
@@ -20,11 +48,25 @@ __all__ = [
     "ReshapeError",
     "ModelOutputError",
     "MethodNotFoundError",
+    "DeviceError",
+    "DependencyError",
+    "MissingFileError",
+    "FileFormatError",
+    "OutputError",
+    "MetricStateError",
 ]
+
+
+class CamLensWarning(UserWarning):
+    """Something camlens computed is probably not what the user wanted (e.g. all-zero gradients)."""
 
 
 class CamLensError(Exception):
     """Base class of every error camlens raises on purpose."""
+
+
+class ArgumentError(CamLensError, ValueError):
+    """An argument's value is outside what is accepted (an unknown option name, a count < 1, ...)."""
 
 
 class InputShapeError(CamLensError, ValueError):
@@ -68,3 +110,27 @@ class MethodNotFoundError(CamLensError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise repr() the message
         return str(self.args[0]) if self.args else ""
+
+
+class DeviceError(CamLensError, RuntimeError):
+    """The requested device (CUDA, MPS) is not available on this machine, or conflicts with another option."""
+
+
+class DependencyError(CamLensError, ImportError):
+    """An optional package needed for this feature is not installed; the message names the extra."""
+
+
+class MissingFileError(CamLensError, FileNotFoundError):
+    """An input file or folder does not exist (or is a folder where a file was expected)."""
+
+
+class FileFormatError(CamLensError, ValueError):
+    """A file exists but its content is not what was expected (not an image, malformed annotations)."""
+
+
+class OutputError(CamLensError, OSError):
+    """An output file or folder cannot be created or written."""
+
+
+class MetricStateError(CamLensError, RuntimeError):
+    """A metric's result was asked for before any batch was given to ``update()``."""

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import InputShapeError, InputTypeError
+from .errors import ArgumentError, CamLensError, FileFormatError, InputShapeError, InputTypeError, MissingFileError
 
 __all__ = [
     "show_cam_on_image",
@@ -22,6 +22,7 @@ __all__ = [
     "scale_cam_image",
     "load_image",
     "save_image",
+    "resize_and_crop",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
 ]
@@ -55,7 +56,7 @@ def apply_colormap(mask: Any, colormap: Any = "jet") -> np.ndarray:
         raise InputShapeError(f"mask must be a 2-D (H, W) map; got shape {mask.shape}")
     if isinstance(colormap, (int, np.integer)):
         if int(colormap) not in _OPENCV_COLORMAPS:
-            raise ValueError(f"OpenCV colour map {colormap} has no matplotlib equivalent; pass a matplotlib name")
+            raise ArgumentError(f"OpenCV colour map {colormap} has no matplotlib equivalent; pass a matplotlib name")
         colormap = _OPENCV_COLORMAPS[int(colormap)]
     cmap = matplotlib.colormaps[colormap] if isinstance(colormap, str) else colormap
     # Quantise to 256 levels like an 8-bit lookup table, so results match uint8 colour maps.
@@ -94,7 +95,7 @@ def show_cam_on_image(
             "(divide a uint8 image by 255)"
         )
     if not 0.0 <= image_weight <= 1.0:
-        raise ValueError(f"image_weight must be in [0, 1]; got {image_weight}")
+        raise ArgumentError(f"image_weight must be in [0, 1]; got {image_weight}")
     heatmap = apply_colormap(mask, colormap)
     if not use_rgb:
         heatmap = heatmap[..., ::-1]
@@ -162,22 +163,157 @@ def scale_cam_image(cam: Any, target_size: tuple[int, int] | None = None) -> np.
     return out[0] if single else out
 
 
+def resize_and_crop(
+    img: np.ndarray,
+    resize: int | tuple[int, int] | None = None,
+    crop: int | None = None,
+    *,
+    boxes: Any = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Resize then centre-crop an image, moving boxes along: the one geometry of camlens's app.
+
+    Args:
+        img: float RGB ``(H, W, 3)`` in ``[0, 1]``.
+        resize: an int resizes the shorter side to it (aspect ratio kept, as torchvision's
+            ``Resize(int)``); ``(h, w)`` resizes to exactly that size ("squash"); ``None`` keeps
+            the size.
+        crop: centre-crop a ``crop x crop`` square (``None``: no crop). An image whose shorter
+            side is below ``crop`` after resizing is first scaled up, aspect ratio kept, until its
+            shorter side is ``crop`` (never padded); the top-left corner of the crop is
+            ``((h - crop) // 2, (w - crop) // 2)``.
+        boxes: optional ``(K, 4)`` xyxy boxes in inclusive pixel indices of ``img``.
+
+    Returns ``(image, boxes)``: the image, and the boxes scaled by the resize factors, shifted by
+    the crop offset, clipped to the result, with boxes left empty by the crop dropped (``None``
+    when ``boxes`` is ``None``). Resizing is bilinear with antialiasing (half-pixel centres).
+
+    >>> out, b = resize_and_crop(np.zeros((20, 40, 3), np.float32), 10, 10, boxes=[[0, 0, 39, 19]])
+    >>> out.shape, b.tolist()
+    ((10, 10, 3), [[0.0, 0.0, 9.0, 9.0]])
+    """
+    arr = _to_numpy(img).astype(np.float32, copy=False)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise InputShapeError(f"image must be (H, W, 3) RGB; got shape {arr.shape}")
+    h, w = arr.shape[:2]
+    if resize is None:
+        size = (h, w)
+    elif isinstance(resize, (int, np.integer)):
+        s = int(resize) / min(h, w)
+        size = (max(int(resize), round(h * s)), max(int(resize), round(w * s)))
+    else:
+        size = (int(resize[0]), int(resize[1]))
+    if min(size) < 1 or (crop is not None and crop < 1):
+        raise ArgumentError(f"resize and crop must be positive sizes; got resize={resize!r}, crop={crop!r}")
+    if crop is not None and min(size) < crop:
+        s = crop / min(size)
+        size = (max(crop, round(size[0] * s)), max(crop, round(size[1] * s)))
+    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None]
+    if size != (h, w):
+        t = torch.nn.functional.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=True)
+    top = left = 0
+    if crop is not None:
+        top, left = (size[0] - crop) // 2, (size[1] - crop) // 2
+        t = t[..., top : top + crop, left : left + crop]
+    out = t[0].permute(1, 2, 0).clamp(0, 1).contiguous().numpy()
+    if boxes is None:
+        return out, None
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    sy, sx = size[0] / h, size[1] / w
+    b = b * np.array([sx, sy, sx, sy]) - np.array([left, top, left, top])
+    hh, ww = out.shape[:2]
+    b[:, [0, 2]] = b[:, [0, 2]].clip(0, ww - 1)
+    b[:, [1, 3]] = b[:, [1, 3]].clip(0, hh - 1)
+    keep = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
+    return out, b[keep]
+
+
+# Pillow modes with more than 8 bits per sample, and the value that maps to 1.0.
+_WIDE_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0, "I": 65535.0}
+
+
+def _pixels(im: Any, path: Any) -> np.ndarray:
+    """A Pillow image of any mode -> float RGB ``(H, W, 3)`` in ``[0, 1]``."""
+    mode = im.mode
+    if mode in _WIDE_MODES or mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        if arr.ndim != 2:  # pragma: no cover - Pillow's wide modes are single-band
+            raise FileFormatError(f"image {str(path)!r} has {arr.shape} samples in mode {mode}; expected one band")
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        if mode == "F":
+            if not np.isfinite(arr).all() or lo < 0 or hi > 1:
+                raise FileFormatError(
+                    f"image {str(path)!r} is a floating-point image (Pillow mode F) with values in [{lo:.4g}, {hi:.4g}]; "
+                    "expected values in [0, 1]: rescale it (or save it as an 8- or 16-bit image)"
+                )
+            gray = arr
+        else:
+            if lo < 0 or hi > 65535:
+                raise FileFormatError(
+                    f"image {str(path)!r} is a 32-bit integer image (Pillow mode {mode}) with values in [{lo:.0f}, {hi:.0f}]; "
+                    "expected 0..65535 (16-bit): save it as an 8- or 16-bit image"
+                )
+            gray = arr / _WIDE_MODES[mode]
+        return np.repeat(gray.astype(np.float32)[..., None], 3, axis=2)
+    # Every 8-bit mode (1, L, P, LA, PA, RGB, RGBA, CMYK, YCbCr, LAB, HSV, ...): Pillow's own
+    # conversion to RGB; an alpha channel is dropped (the colours under it are kept).
+    return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+
+
 def load_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Read an image file as float RGB ``(H, W, 3)`` in ``[0, 1]``; ``size=(W, H)`` resizes it."""
+    """Read an image file as float RGB ``(H, W, 3)`` in ``[0, 1]``; ``size=(W, H)`` resizes it.
+
+    Every mode Pillow opens is scaled by its bit depth: 8-bit modes (``1``, ``L``, ``P``, ``LA``,
+    ``RGB``, ``RGBA``, ``CMYK``, ...) by 255, 16-bit greyscale (``I;16``, and ``I`` with values in
+    ``0..65535``, as Pillow opens 16-bit PNGs) by 65535, floating point (``F``) as is when in
+    ``[0, 1]``; greyscale is repeated into the three channels; alpha is dropped. Other value
+    ranges raise :class:`~camlens.errors.FileFormatError`; a missing file
+    :class:`~camlens.errors.MissingFileError`.
+
+    >>> img = load_image("scan_16bit.png")     # doctest: +SKIP
+    >>> img.dtype, float(img.max()) <= 1.0      # doctest: +SKIP
+    (dtype('float32'), True)
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.exists():
+        raise MissingFileError(f"image file {str(path)!r} does not exist")
+    if p.is_dir():
+        raise MissingFileError(f"{str(path)!r} is a directory, not an image file; pass image files (e.g. {path}/*.jpg)")
+    try:
+        with Image.open(p) as im:
+            im.load()
+            arr = _pixels(im, path)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, CamLensError):
+            raise
+        raise FileFormatError(
+            f"cannot read image {str(path)!r}: not an image file Pillow can open ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
+    if size is not None:
+        arr = resize_and_crop(arr, (int(size[1]), int(size[0])))[0]
+    return arr
+
+
+def save_image(path: str | Path, img: np.ndarray, *, palette: bool = False) -> Path:
+    """Write a uint8 (or float ``[0, 1]``) RGB image with Pillow, atomically; returns the path.
+
+    The file is written to a temporary name and renamed into place (see :mod:`camlens.files`), so
+    an interrupted run never leaves a half-written image. PNGs are optimised; ``palette=True``
+    stores 256 adaptive colours (much smaller files for figures).
+    """
     from PIL import Image
 
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        if size is not None:
-            im = im.resize(tuple(size), Image.BILINEAR)
-        return np.asarray(im, dtype=np.float32) / 255.0
-
-
-def save_image(path: str | Path, img: np.ndarray) -> None:
-    """Write a uint8 (or float ``[0, 1]``) RGB image with Pillow."""
-    from PIL import Image
+    from .files import atomic_path
 
     arr = np.asarray(img)
     if arr.dtype != np.uint8:
         arr = np.uint8(np.clip(np.rint(arr * 255), 0, 255))
-    Image.fromarray(arr).save(path)
+    im = Image.fromarray(arr)
+    if palette:
+        im = im.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        im.save(tmp, optimize=True) if path.suffix.lower() == ".png" else im.save(tmp)
+    return path

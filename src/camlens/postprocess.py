@@ -17,6 +17,8 @@ from collections.abc import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
+from .errors import ArgumentError
+
 __all__ = ["relu", "upsample", "minmax_normalize", "combine", "eigen_projection"]
 
 
@@ -58,7 +60,7 @@ def combine(maps: Sequence[torch.Tensor], how: str = "mean") -> torch.Tensor:
         return stacked.max(dim=0).values
     if how == "sum":
         return stacked.sum(dim=0)
-    raise ValueError(f"combine expects 'mean', 'max' or 'sum'; got {how!r}")
+    raise ArgumentError(f"combine expects 'mean', 'max' or 'sum'; got {how!r}")
 
 
 @contextlib.contextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TypeVar
 
-from .errors import MethodNotFoundError
+from .errors import ArgumentError, MethodNotFoundError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .methods.base import BaseCAM
@@ -26,7 +26,7 @@ def register(name: str, *aliases: str):  # type: ignore[no-untyped-def]
 
     def deco(cls: C) -> C:
         if name in _METHODS and _METHODS[name] is not cls:
-            raise ValueError(f"method name {name!r} is already registered to {_METHODS[name].__name__}")
+            raise ArgumentError(f"method name {name!r} is already registered to {_METHODS[name].__name__}")
         _METHODS[name] = cls  # type: ignore[assignment]
         for alias in (name, *aliases):
             _ALIASES[_key(alias)] = name

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from camlens.metrics import ROAD, ROADCombined, noisy_linear_impute, noisy_linear_impute_reference, road, road_combined
+from camlens.metrics import ROAD, ROADCombined, noisy_linear_impute, noisy_linear_impute_direct, road, road_combined
 
 pytest.importorskip("scipy")
 
@@ -30,7 +30,7 @@ def test_batched_cg_matches_direct_sparse_solve(shape):
     x = torch.rand(shape, dtype=torch.float64)
     removed = torch.rand(shape[0], *shape[2:]) < 0.7
     removed[1, :, : shape[3] // 2] = True  # a large removed block too
-    ref = noisy_linear_impute_reference(x, removed)
+    ref = noisy_linear_impute_direct(x, removed)
     cg = noisy_linear_impute(x, removed, noise=0, solver="cg", tol=1e-10)
     assert torch.allclose(cg, ref, atol=1e-7)
     cg32 = noisy_linear_impute(x.float(), removed, noise=0, solver="cg", tol=1e-5)
@@ -90,7 +90,7 @@ def test_road_curve_matches_naive(region_setup):
         for j, p in enumerate((0.25, 0.5)):
             removed = torch.zeros(144, dtype=torch.bool)
             removed[order[: round(p * 144)]] = True
-            img = noisy_linear_impute_reference(x[i : i + 1], removed.reshape(1, 12, 12))
+            img = noisy_linear_impute_direct(x[i : i + 1], removed.reshape(1, 12, 12))
             prob = torch.softmax(model(img), 1)[0, 0]
             assert res.curve[i, j].item() == pytest.approx(prob.item(), abs=1e-5)
 
@@ -110,3 +110,22 @@ def test_classes(region_setup):
         road(model, x, perfect, order="middle")
     with pytest.raises(ValueError, match="percent values"):
         road(model, x, perfect, percentiles=[0])
+
+
+def test_imputation_lives_in_its_own_module_and_names_its_solvers(monkeypatch):
+    import sys
+
+    from camlens.errors import DependencyError
+    from camlens.metrics import imputation
+
+    assert imputation.noisy_linear_impute is noisy_linear_impute
+    assert imputation.noisy_linear_impute_direct is noisy_linear_impute_direct
+    assert imputation.SOLVERS == ("auto", "cg", "direct")
+    x = torch.rand(1, 1, 6, 6)
+    removed = torch.zeros(1, 6, 6, dtype=torch.bool)
+    removed[0, 2:4, 2:4] = True
+    monkeypatch.setitem(sys.modules, "scipy.sparse", None)  # scipy not installed
+    monkeypatch.setitem(sys.modules, "scipy.sparse.linalg", None)
+    with pytest.raises(DependencyError, match="pip install scipy.*solver='cg'"):
+        noisy_linear_impute_direct(x, removed)
+    assert noisy_linear_impute(x, removed, noise=0.0).shape == x.shape  # "auto" falls back to CG

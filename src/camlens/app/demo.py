@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import CamLensError
+from ..errors import DependencyError, ModelOutputError
 from ..registry import available_methods, get_method
 
 __all__ = ["DEMO_METHODS", "DemoClass", "DemoResult", "demo_scene", "run_demo", "format_report"]
@@ -86,7 +86,7 @@ def demo_scene() -> tuple[np.ndarray, list[str]]:
     try:
         from skimage import data
     except ImportError:
-        raise CamLensError("the demo needs scikit-image for its photos: pip install 'camlens[demo]'") from None
+        raise DependencyError("the demo needs scikit-image for its photos: pip install 'camlens[demo]'") from None
     left, right = _tile(data.chelsea()), _tile(data.coffee())
     return np.concatenate([left, right], axis=1), ["skimage.data.chelsea()", "skimage.data.coffee()"]
 
@@ -129,7 +129,7 @@ def run_demo(
         p_tiles = torch.softmax(model(x_tiles), dim=1).cpu()
     cats = [int(i) for i in p_tiles.argmax(dim=1)]
     if cats[0] == cats[1]:  # pragma: no cover - the photos are fixed; guard against a changed model
-        raise CamLensError(f"both halves of the demo scene are classified as {names[cats[0]]!r}")
+        raise ModelOutputError(f"both halves of the demo scene are classified as {names[cats[0]]!r}")
     classes = [
         DemoClass(side, src, c, names[c], float(p_tiles[k, c]), float(p_scene[c]))
         for k, (side, src, c) in enumerate(zip(("left", "right"), sources, cats))
@@ -150,10 +150,11 @@ def run_demo(
 
     result = DemoResult(scene, classes, top5, method_names, maps, peaks, hits)
     if output_dir is not None:
-        from .figures import FigureRow, cam_grid, save_png
+        from ..files import make_output_folder
+        from ..image import save_image
+        from .figures import FigureRow, cam_grid
 
-        out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        out = make_output_folder(output_dir)
         rows = []
         for k, c in enumerate(classes):
             notes = [f"peak {'on' if hits[n][k] else 'OFF'} the {c.name.split(',')[0]}" for n in method_names]
@@ -175,7 +176,7 @@ def run_demo(
             dpi=90,
             palette=palette,
         )
-        result.files = [result.figure, save_png(out / "scene.png", np.uint8(np.rint(scene * 255)))]
+        result.files = [result.figure, save_image(out / "scene.png", np.uint8(np.rint(scene * 255)))]
     return result
 
 

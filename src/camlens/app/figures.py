@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputShapeError
-from ..image import show_cam_on_image
+from ..image import save_image, show_cam_on_image
 
-__all__ = ["FigureRow", "cam_grid", "save_png"]
+__all__ = ["FigureRow", "cam_grid"]
 
 
 @dataclass
@@ -31,18 +31,6 @@ class FigureRow:
     """Optional second title line under each method name (same length as ``maps``)."""
 
 
-def save_png(path: str | Path, rgb: np.ndarray, palette: bool = False) -> Path:
-    """Write a uint8 RGB image; ``palette=True`` stores 256 adaptive colours (much smaller files)."""
-    from PIL import Image
-
-    im = Image.fromarray(np.asarray(rgb, dtype=np.uint8))
-    if palette:
-        im = im.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-    path = Path(path)
-    im.save(path, optimize=True)
-    return path
-
-
 def cam_grid(
     rows: Sequence[FigureRow],
     columns: Sequence[str],
@@ -53,7 +41,8 @@ def cam_grid(
     dpi: int = 100,
     palette: bool = False,
 ) -> np.ndarray:
-    """Draw ``image | method 1 | method 2 ...`` rows; return the figure as uint8 RGB, and write it to ``path``.
+    """Draw ``image | method 1 | method 2 ...`` rows; return the figure as uint8 RGB, and write it to ``path``
+    (atomically, with :func:`camlens.image.save_image`).
 
     Every row must have one map per entry of ``columns``; maps are overlaid with the jet colour map.
     """
@@ -93,5 +82,5 @@ def cam_grid(
     fig.canvas.draw()
     rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     if path is not None:
-        save_png(path, rgb, palette=palette)
+        save_image(path, rgb, palette=palette)
     return rgb

@@ -14,7 +14,9 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import resources
 
-__all__ = ["imagenet_classes", "class_name"]
+from ..errors import FileFormatError
+
+__all__ = ["imagenet_classes"]
 
 
 @lru_cache(maxsize=1)
@@ -22,7 +24,7 @@ def _names() -> tuple[str, ...]:
     text = resources.files("camlens.app").joinpath("data/imagenet_classes.txt").read_text(encoding="utf-8")
     names = tuple(line for line in text.splitlines() if line)
     if len(names) != 1000:  # pragma: no cover - a broken installation
-        raise RuntimeError(f"camlens/app/data/imagenet_classes.txt holds {len(names)} names, expected 1000")
+        raise FileFormatError(f"camlens/app/data/imagenet_classes.txt holds {len(names)} names, expected 1000; reinstall camlens")
     return names
 
 
@@ -30,10 +32,3 @@ def imagenet_classes() -> list[str]:
     """The 1000 ImageNet-1k class names; index ``i`` is the name of output ``i``."""
     return list(_names())
 
-
-def class_name(index: int, names: list[str] | tuple[str, ...] | None = None) -> str:
-    """Name of class ``index`` (ImageNet by default); ``"class <index>"`` when there is no name for it."""
-    table = _names() if names is None else names
-    if 0 <= index < len(table):
-        return table[index]
-    return f"class {index}"

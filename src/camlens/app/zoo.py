@@ -21,6 +21,8 @@ file saved with ``torch.save(model.state_dict(), path)``.
 from __future__ import annotations
 
 import difflib
+import importlib.util
+import sys
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,20 +30,21 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..errors import CamLensError, InputShapeError
-from ..image import IMAGENET_MEAN, IMAGENET_STD, preprocess_image
+from ..errors import CamLensError, FileFormatError, InputTypeError, MissingFileError
+from ..image import IMAGENET_MEAN, IMAGENET_STD, preprocess_image, resize_and_crop
 
 __all__ = [
     "BUNDLED_MODELS",
     "ModelNotFoundError",
     "Preprocessing",
     "WeightsError",
+    "WeightsDownloadError",
     "ZooModel",
     "available_models",
     "load_model",
+    "load_model_file",
 ]
 
 BUNDLED_MODELS = ("efficientnet-lite0",)
@@ -52,40 +55,34 @@ class ModelNotFoundError(CamLensError, ValueError):
 
 
 class WeightsError(CamLensError, RuntimeError):
-    """Weights could not be obtained (offline download) or do not fit the model."""
+    """A weights file could not be read or does not fit the model."""
+
+
+class WeightsDownloadError(WeightsError):
+    """The default pretrained weights could not be downloaded (offline, blocked)."""
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Resize the shorter side to ``resize``, centre-crop ``crop``, then ``(x - mean) / std``.
+    """Resize, centre-crop (:func:`camlens.image.resize_and_crop`), then ``(x - mean) / std``.
 
-    ``resize``/``crop`` of ``None`` skip that step.
+    ``resize``: an int resizes the shorter side, ``(h, w)`` squashes to that size; ``resize`` or
+    ``crop`` of ``None`` skip that step. One geometry for ``camlens explain``, ``camlens evaluate``
+    and the demo: boxes given to :meth:`apply` move with the image.
     """
 
-    resize: int | None = 256
+    resize: int | tuple[int, int] | None = 256
     crop: int | None = 224
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 
+    def apply(self, img: np.ndarray, boxes: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Float RGB ``(H, W, 3)`` in ``[0, 1]`` (and xyxy boxes) -> what the model sees (and the moved boxes)."""
+        return resize_and_crop(img, self.resize, self.crop, boxes=boxes)
+
     def geometry(self, img: np.ndarray) -> np.ndarray:
         """Float RGB ``(H, W, 3)`` in ``[0, 1]`` -> the resized and cropped image the model sees."""
-        arr = np.asarray(img, dtype=np.float32)
-        if arr.ndim != 3 or arr.shape[2] != 3:
-            raise InputShapeError(f"image must be (H, W, 3) RGB; got shape {arr.shape}")
-        t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None]
-        h, w = arr.shape[:2]
-        if self.resize is not None and min(h, w) != self.resize:
-            s = self.resize / min(h, w)
-            size = (max(self.resize, round(h * s)), max(self.resize, round(w * s)))
-            t = F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=True)
-        if self.crop is not None:
-            h, w = t.shape[-2:]
-            if h < self.crop or w < self.crop:
-                t = F.interpolate(t, size=(max(h, self.crop), max(w, self.crop)), mode="bilinear", align_corners=False)
-                h, w = t.shape[-2:]
-            top, left = (h - self.crop) // 2, (w - self.crop) // 2
-            t = t[..., top : top + self.crop, left : left + self.crop]
-        return t[0].permute(1, 2, 0).clamp(0, 1).contiguous().numpy()
+        return self.apply(img)[0]
 
     def normalize(self, imgs: np.ndarray) -> torch.Tensor:
         """Float RGB ``(H, W, 3)`` or ``(N, H, W, 3)`` in ``[0, 1]`` -> normalised ``(N, 3, H, W)``."""
@@ -199,9 +196,9 @@ def _load_file(model: nn.Module, name: str, path: Path) -> None:
         )
 
 
-def _download_failed(name: str, source: str, exc: BaseException, where: str) -> WeightsError:
+def _download_failed(name: str, source: str, exc: BaseException, where: str) -> WeightsDownloadError:
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return WeightsError(
+    return WeightsDownloadError(
         f"could not get the default {source} weights for {name!r} ({type(exc).__name__}: {reason}); "
         f"are you offline? Download them on a connected machine into {where}, or save the model's "
         "state_dict with torch.save(model.state_dict(), 'weights.pth') and pass --weights weights.pth "
@@ -372,3 +369,37 @@ def load_model(name: str, weights: str = "default", device: str | torch.device =
         raise _unknown(bare)
     zm.model.eval().to(device)
     return zm
+
+
+def load_model_file(path: str | Path, fn_name: str | None = None) -> tuple[nn.Module, Any]:
+    """Import the Python file ``path`` in place and call its model loader: ``(model, module)``.
+
+    ``fn_name`` names the function; default: the file's only function whose name starts with
+    ``load``. The module's ``MEAN``/``STD`` attributes, when present, give the normalisation.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise MissingFileError(f"--model-file {str(path)!r} does not exist")
+    spec = importlib.util.spec_from_file_location(f"camlens_user_model_{p.stem}", p)
+    if spec is None or spec.loader is None:
+        raise FileFormatError(f"--model-file {str(path)!r} is not a Python file (expected a .py file)")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(p.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(p.parent))
+    if fn_name is None:
+        loaders = [n for n in dir(module) if n.startswith("load") and callable(getattr(module, n))]
+        if len(loaders) != 1:
+            raise ModelNotFoundError(
+                f"{p.name} defines {len(loaders)} load* functions ({', '.join(loaders) or 'none'}); name one with --model-fn"
+            )
+        fn_name = loaders[0]
+    fn = getattr(module, fn_name, None)
+    if not callable(fn):
+        raise ModelNotFoundError(f"{p.name} has no function {fn_name!r}; pass the name of its model loader with --model-fn")
+    model = fn()
+    if not isinstance(model, nn.Module):
+        raise InputTypeError(f"{p.name}:{fn_name}() returned a {type(model).__name__}; expected a torch.nn.Module")
+    return model, module

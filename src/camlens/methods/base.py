@@ -25,7 +25,7 @@ from torch import nn
 
 from .. import postprocess as pp
 from ..engine import CamLensWarning, Capture, Engine, OutputAdapter, model_device
-from ..errors import CamLensError, InputTypeError, LayerOutputError
+from ..errors import ArgumentError, DeviceError, InputTypeError, LayerOutputError
 from ..hooks import LayerSpec, eval_mode, resolve_layers
 from ..scoring import score_in_chunks
 from ..smoothing import Explained, explain_augmented
@@ -149,9 +149,9 @@ class BaseCAM:
             raise InputTypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
         self._check_compat(compat)
         if target_layers is not None and target_layer is not None:
-            raise CamLensError("pass either target_layers or target_layer, not both")
+            raise ArgumentError("pass either target_layers or target_layer, not both")
         if combine not in ("mean", "max", "sum"):
-            raise ValueError(f"combine must be 'mean', 'max' or 'sum'; got {combine!r}")
+            raise ArgumentError(f"combine must be 'mean', 'max' or 'sum'; got {combine!r}")
         self.model = model
         if use_cuda:
             self._move_to_cuda(model)
@@ -219,7 +219,7 @@ class BaseCAM:
         """Like ``__call__`` but returns an :class:`Explanation` of tensors on the model's device,
         with the raw per-layer maps and the target scores."""
         if targets is not None and target_category is not None:
-            raise CamLensError("pass either targets or target_category, not both")
+            raise ArgumentError("pass either targets or target_category, not both")
         x = self.engine.prepare_input(input_tensor)
         if targets is not None:
             targets = list(targets)
@@ -324,17 +324,17 @@ class BaseCAM:
             raise TypeError(f"{who}() got unexpected keyword argument(s): {sorted(unknown)}{hint}")
         if "uses_gradients" in compat and bool(compat["uses_gradients"]) != self.uses_gradients:
             need = "needs gradients" if self.uses_gradients else "uses no gradients"
-            raise CamLensError(
+            raise ArgumentError(
                 f"{who} {need}; got uses_gradients={compat['uses_gradients']!r}. camlens sets this per method: "
                 "drop the argument"
             )
         if compat.get("compute_input_gradient"):
-            raise CamLensError(
+            raise ArgumentError(
                 f"{who} does not compute gradients with respect to the input; got compute_input_gradient=True. "
                 "Drop the argument, or use camlens.GuidedBackprop for input gradients"
             )
         if compat.get("tta_transforms") is not None:
-            raise CamLensError(
+            raise ArgumentError(
                 f"{who} does not take tta_transforms; got {type(compat['tta_transforms']).__name__}. "
                 "aug_smooth=True uses camlens's fixed six augmentations (flip x 0.9/1.0/1.1): drop the argument"
             )
@@ -348,7 +348,7 @@ class BaseCAM:
             stacklevel=3,
         )
         if not torch.cuda.is_available():
-            raise CamLensError("use_cuda=True but CUDA is not available on this machine; drop use_cuda to run on CPU")
+            raise DeviceError("use_cuda=True but CUDA is not available on this machine; drop use_cuda to run on CPU")
         model.cuda()
 
     # ---------------------------------------------------------------- context manager

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..errors import CamLensError
+from ..errors import ArgumentError
 from ..registry import register
 from .scorecam import ScoreCAM
 
@@ -43,7 +43,7 @@ class ISCAM(ScoreCAM):
         super().configure()
         n = self.num_samples
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise CamLensError(f"num_samples must be a positive int; got {n!r}")
+            raise ArgumentError(f"num_samples must be a positive int; got {n!r}")
 
     def perturb(
         self, x: torch.Tensor, masks: torch.Tensor, channels: torch.Tensor, samples: torch.Tensor, key: Any

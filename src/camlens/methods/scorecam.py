@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 
 from .. import postprocess as pp
-from ..errors import CamLensError
+from ..errors import ArgumentError
 from ..registry import register
 from ..targets import ClassifierOutputSoftmaxTarget, TargetFn, score_targets
 from .base import LayerContext, PerturbationCAM
@@ -65,7 +65,7 @@ class ScoreCAM(PerturbationCAM):
     def configure(self) -> None:
         top_k = self.top_k
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-            raise CamLensError(f"top_k must be None (exact) or a positive int; got {top_k!r}")
+            raise ArgumentError(f"top_k must be None (exact) or a positive int; got {top_k!r}")
 
     # ------------------------------------------------------------------ what is scored
     def perturb(

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..errors import CamLensError
+from ..errors import ArgumentError
 from ..registry import register
 from .scorecam import ScoreCAM
 
@@ -51,13 +51,13 @@ class SSCAM(ScoreCAM):
         super().configure()
         n, std = self.num_samples, self.std
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise CamLensError(f"num_samples must be a positive int; got {n!r}")
+            raise ArgumentError(f"num_samples must be a positive int; got {n!r}")
         if isinstance(std, bool) or not isinstance(std, (int, float)) or not std >= 0:
-            raise CamLensError(f"std must be a number >= 0 (the noise's standard deviation); got {std!r}")
+            raise ArgumentError(f"std must be a number >= 0 (the noise's standard deviation); got {std!r}")
         if self.noise not in ("mask", "input"):
-            raise CamLensError(f"noise must be 'mask' (SS-CAM(1)) or 'input' (SS-CAM(2)); got {self.noise!r}")
+            raise ArgumentError(f"noise must be 'mask' (SS-CAM(1)) or 'input' (SS-CAM(2)); got {self.noise!r}")
         if self.generator is not None and not isinstance(self.generator, (int, torch.Generator)):
-            raise CamLensError(
+            raise ArgumentError(
                 f"generator must be None, an int seed or a torch.Generator; got {type(self.generator).__name__}"
             )
 

@@ -47,16 +47,8 @@ from .deletion import (
     perturbation_curve,
 )
 from .localisation import EnergyPointingGame, PointingGame, boxes_to_masks, energy_pointing_game, pointing_game
-from .road import (
-    DEFAULT_PERCENTILES,
-    ROAD,
-    ROADCombined,
-    ROADResult,
-    noisy_linear_impute,
-    noisy_linear_impute_reference,
-    road,
-    road_combined,
-)
+from .imputation import noisy_linear_impute, noisy_linear_impute_direct
+from .road import DEFAULT_PERCENTILES, ROAD, ROADCombined, ROADResult, road, road_combined
 from .sanity import ModelRandomisation, SanityResult, average_ranks, cascading_randomisation, spearman
 
 __all__ = [
@@ -91,7 +83,7 @@ __all__ = [
     "ROADCombined",
     "ROADResult",
     "noisy_linear_impute",
-    "noisy_linear_impute_reference",
+    "noisy_linear_impute_direct",
     "road",
     "road_combined",
     "ModelRandomisation",

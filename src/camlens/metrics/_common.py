@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..engine import OutputAdapter, forward_outputs, prepare_images
-from ..errors import InputShapeError, InputTypeError, ModelOutputError, TargetError
+from ..errors import ArgumentError, InputShapeError, InputTypeError, ModelOutputError, TargetError
 from ..hooks import eval_mode
 from ..scoring import score_in_chunks as chunked
 
@@ -132,12 +132,12 @@ def class_scores(outputs: torch.Tensor, classes: torch.Tensor, score: str = "sof
         return outputs.float().gather(1, idx)[:, 0]
     if score == "correct":
         return (outputs.argmax(dim=1) == classes).float()
-    raise ValueError(f"score must be one of {SCORES}; got {score!r}")
+    raise ArgumentError(f"score must be one of {SCORES}; got {score!r}")
 
 
 def _check_score(score: str) -> None:
     if score not in SCORES:
-        raise ValueError(f"score must be one of {SCORES}; got {score!r}")
+        raise ArgumentError(f"score must be one of {SCORES}; got {score!r}")
 
 
 def forward(model: nn.Module, x: torch.Tensor, adapter: OutputAdapter | None) -> torch.Tensor:
@@ -157,7 +157,7 @@ def resolve_classes(
     """Classes ``(N,)`` (``targets`` or each image's top class) and their scores on the clean ``x``."""
     _check_score(score)
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
+        raise ArgumentError(f"batch_size must be a positive int; got {batch_size!r}")
     classes = as_classes(targets, x.shape[0], x.device)
     outs = []
     with eval_mode(model), torch.no_grad():
@@ -190,7 +190,7 @@ def score_in_chunks(
     ``(B, C, H, W)`` perturbed images and their ``(B,)`` target classes. Returns ``(total,)``.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
+        raise ArgumentError(f"batch_size must be a positive int; got {batch_size!r}")
     _check_score(score)
     chunk: dict[str, torch.Tensor] = {}
 
@@ -237,7 +237,7 @@ def trapezoid_auc(curve: torch.Tensor) -> torch.Tensor:
     """Area under ``(N, K)`` curves sampled at ``K`` equally spaced x in ``[0, 1]`` (trapezoid rule)."""
     k = curve.shape[-1]
     if k < 2:
-        raise ValueError(f"a curve needs at least 2 points for an area; got {k}")
+        raise ArgumentError(f"a curve needs at least 2 points for an area; got {k}")
     return (curve[..., 1:] + curve[..., :-1]).sum(dim=-1) / (2 * (k - 1))
 
 
@@ -249,8 +249,8 @@ def check_percentiles(values: Sequence[float] | float, name: str = "percentiles"
     for v in values:
         f = float(v)
         if not 0.0 < f < 100.0:
-            raise ValueError(f"{name} are percent values in (0, 100), e.g. [10, 20, ..., 90]; got {v!r}")
+            raise ArgumentError(f"{name} are percent values in (0, 100), e.g. [10, 20, ..., 90]; got {v!r}")
         out.append(f / 100.0)
     if not out:
-        raise ValueError(f"{name} must not be empty")
+        raise ArgumentError(f"{name} must not be empty")
     return out

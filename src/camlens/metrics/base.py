@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..errors import CamLensError
+from ..errors import MetricStateError
 
 __all__ = ["Metric"]
 
@@ -69,7 +69,7 @@ class Metric:
     def curves(self) -> torch.Tensor:
         """All per-image curves seen so far ``(N_total, K)`` (metrics with curves only)."""
         if not self._curves:
-            raise CamLensError(f"{type(self).__name__} has no curves: call update() on a batch first")
+            raise MetricStateError(f"{type(self).__name__} has no curves: call update() on a batch first")
         device = self._curves[0].device
         return torch.cat([c.to(device) for c in self._curves])
 
@@ -77,7 +77,7 @@ class Metric:
         """Mean of the per-image values over every batch (images with an undefined value, NaN,
         are left out)."""
         if not self._values:
-            raise CamLensError(f"{type(self).__name__}.compute() called before any update(); pass a batch first")
+            raise MetricStateError(f"{type(self).__name__}.compute() called before any update(); pass a batch first")
         return torch.nanmean(self.values.float())
 
     def __repr__(self) -> str:

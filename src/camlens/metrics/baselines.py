@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import ArgumentError
+
 __all__ = ["center_baseline", "random_baseline"]
 
 
@@ -21,7 +23,7 @@ def center_baseline(
     ``(r0, c0) = ((H - 1) / 2, (W - 1) / 2)``; ``sigma`` is a fraction of the image side.
     """
     if sigma <= 0:
-        raise ValueError(f"sigma must be > 0 (a fraction of the image side); got {sigma}")
+        raise ArgumentError(f"sigma must be > 0 (a fraction of the image side); got {sigma}")
     h, w = int(size[0]), int(size[1])
     r = (torch.arange(h, dtype=torch.float32, device=device) - (h - 1) / 2) / (sigma * h)
     c = (torch.arange(w, dtype=torch.float32, device=device) - (w - 1) / 2) / (sigma * w)

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ..engine import OutputAdapter
+from ..errors import ArgumentError
 from ._common import as_images, as_maps, class_scores, forward, resolve_classes
 from .base import Metric
 from ..hooks import eval_mode
@@ -82,7 +83,7 @@ def _stats(values: Sequence[float] | None, c: int, like: torch.Tensor, name: str
     if t.numel() == 1:
         t = t.expand(c)
     if t.numel() != c:
-        raise ValueError(f"{name} must have one value or one per channel ({c}); got {t.numel()}")
+        raise ArgumentError(f"{name} must have one value or one per channel ({c}); got {t.numel()}")
     return t[None, :, None, None]
 
 
@@ -100,14 +101,14 @@ def explanation_map(
     x = as_images(input_tensor)
     maps = as_maps(cams, x)
     if bool((maps < -1e-6).any()) or bool((maps > 1 + 1e-6).any()):
-        raise ValueError(
+        raise ArgumentError(
             f"cams must lie in [0, 1] for an explanation map; got values in "
             f"[{maps.min().item():.3g}, {maps.max().item():.3g}] (normalise with camlens.postprocess.minmax_normalize)"
         )
     m = _stats(mean, x.shape[1], x, "mean")
     s = _stats(std, x.shape[1], x, "std")
     if (m is None) != (s is None):
-        raise ValueError("pass both mean and std (the input's normalisation), or neither")
+        raise ArgumentError("pass both mean and std (the input's normalisation), or neither")
     weights = maps[:, None].to(x.dtype)
     if m is None:
         return weights * x

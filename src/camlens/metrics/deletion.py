@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine import OutputAdapter
+from ..errors import ArgumentError
 from ._common import as_images, as_maps, rank_order, ranks_of, resolve_classes, score_in_chunks, trapezoid_auc
 from .base import Metric
 
@@ -67,9 +68,9 @@ class CurveResult:
 def gaussian_blur(x: torch.Tensor, kernel_size: int = 11, sigma: float = 5.0) -> torch.Tensor:
     """Separable Gaussian blur of ``(N, C, H, W)`` per channel, borders replicated."""
     if kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"blur kernel_size must be a positive odd int; got {kernel_size}")
+        raise ArgumentError(f"blur kernel_size must be a positive odd int; got {kernel_size}")
     if sigma <= 0:
-        raise ValueError(f"blur sigma must be > 0; got {sigma}")
+        raise ArgumentError(f"blur sigma must be > 0; got {sigma}")
     r = kernel_size // 2
     t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
     g = torch.exp(-0.5 * (t / sigma) ** 2)
@@ -90,7 +91,7 @@ def baseline_image(x: torch.Tensor, baseline: str | torch.Tensor = "zero", *, bl
         try:
             return baseline.to(device=x.device, dtype=x.dtype).expand_as(x)
         except RuntimeError:
-            raise ValueError(
+            raise ArgumentError(
                 f"a baseline tensor must broadcast to the images {tuple(x.shape)}; got {tuple(baseline.shape)}"
             ) from None
     if baseline == "zero":
@@ -99,7 +100,7 @@ def baseline_image(x: torch.Tensor, baseline: str | torch.Tensor = "zero", *, bl
         return x.mean(dim=(2, 3), keepdim=True).expand_as(x)
     if baseline == "blur":
         return gaussian_blur(x, blur_kernel, blur_sigma)
-    raise ValueError(f"baseline must be one of {BASELINES} or a tensor; got {baseline!r}")
+    raise ArgumentError(f"baseline must be one of {BASELINES} or a tensor; got {baseline!r}")
 
 
 def perturbation_curve(
@@ -135,9 +136,9 @@ def perturbation_curve(
         progress: called with the number of images scored after each forward pass.
     """
     if mode not in ("deletion", "insertion"):
-        raise ValueError(f"mode must be 'deletion' or 'insertion'; got {mode!r}")
+        raise ArgumentError(f"mode must be 'deletion' or 'insertion'; got {mode!r}")
     if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int; got {steps!r}")
+        raise ArgumentError(f"steps must be a positive int; got {steps!r}")
     x = as_images(input_tensor, model)
     maps = as_maps(cams, x)
     n, c, h, w = x.shape

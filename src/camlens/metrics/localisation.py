@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import InputShapeError, InputTypeError
+from ..errors import ArgumentError, InputShapeError, InputTypeError
 from ._common import as_maps
 from .base import Metric
 
@@ -81,7 +81,7 @@ def boxes_to_masks(boxes: Any, size: tuple[int, int], device: torch.device | str
     bad = (b[..., 2] < b[..., 0]) | (b[..., 3] < b[..., 1])
     if bool(bad.any()):
         i, j = (int(v) for v in bad.nonzero()[0])
-        raise ValueError(f"box {j} of image {i} is {b[i, j].tolist()}: expected xyxy with x1 <= x2 and y1 <= y2")
+        raise ArgumentError(f"box {j} of image {i} is {b[i, j].tolist()}: expected xyxy with x1 <= x2 and y1 <= y2")
     cols = torch.arange(w, device=b.device, dtype=b.dtype)
     rows = torch.arange(h, device=b.device, dtype=b.dtype)
     x1, y1, x2, y2 = (b[..., i, None] for i in range(4))  # (N, K, 1); NaN compares False
@@ -92,7 +92,7 @@ def boxes_to_masks(boxes: Any, size: tuple[int, int], device: torch.device | str
 
 def _ground_truth(maps: torch.Tensor, boxes: Any, masks: Any) -> torch.Tensor:
     if (boxes is None) == (masks is None):
-        raise ValueError("pass the ground truth as exactly one of boxes=... or masks=...")
+        raise ArgumentError("pass the ground truth as exactly one of boxes=... or masks=...")
     n, h, w = maps.shape
     if masks is not None:
         m = torch.as_tensor(np.asarray(masks) if not isinstance(masks, torch.Tensor) else masks)
@@ -122,7 +122,7 @@ def pointing_game(
         tolerance: hit radius in pixels around the ground truth (paper: 15).
     """
     if tolerance < 0:
-        raise ValueError(f"tolerance must be >= 0 pixels; got {tolerance}")
+        raise ArgumentError(f"tolerance must be >= 0 pixels; got {tolerance}")
     maps = as_maps(cams)
     gt = _ground_truth(maps, boxes, masks)
     n, h, w = maps.shape

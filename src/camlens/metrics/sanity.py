@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import InputShapeError
+from ..errors import ArgumentError, InputShapeError
 from ..hooks import LayerSpec, resolve_layers
 from ..registry import get_method
 from ..targets import ClassifierOutputTarget
@@ -93,7 +93,7 @@ def _cascade(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
         return names
     owners = [name for name, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))]
     if not owners:
-        raise ValueError(f"{type(model).__name__} has no parameters to randomise")
+        raise ArgumentError(f"{type(model).__name__} has no parameters to randomise")
     return owners[::-1]
 
 
