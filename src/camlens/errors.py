@@ -68,3 +68,20 @@ class MethodNotFoundError(CamLensError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise repr() the message
         return str(self.args[0]) if self.args else ""
+
+
+# Added for issue 16 (reliability): kept at the end of the file.
+__all__ += ["ArgumentError", "NonFiniteInputError", "TargetTypeError"]
+
+
+class ArgumentError(CamLensError, ValueError):
+    """A constructor or call argument has a value outside what it accepts (``batch_size=0``,
+    ``combine="median"``, ``top_k=0``)."""
+
+
+class NonFiniteInputError(CamLensError, ValueError):
+    """The input holds NaN or infinite values (opt out with ``allow_nonfinite=True``)."""
+
+
+class TargetTypeError(TargetError, TypeError):
+    """A target callable returned something other than one score (``None``, a string, ...)."""

@@ -16,7 +16,7 @@ from ..progress import progress_bar
 from ..registry import register
 from ..split import LayerSplit, SplitError, split_at_layer
 from ..targets import score_targets
-from .base import BaseCAM, LayerContext
+from .base import BaseCAM, LayerContext, check_argument
 
 __all__ = ["AblationCAM", "raw_channel_axis"]
 
@@ -119,8 +119,8 @@ class AblationCAM(BaseCAM):
         **kwargs: Any,
     ) -> None:
         super().__init__(model, target_layers, use_cuda, reshape_transform, **kwargs)
-        self.ablation_value = float(ablation_value)
-        self.fast_path = fast_path
+        self.ablation_value = check_argument(type(self).__name__, "ablation_value", ablation_value, "number")
+        self.fast_path = check_argument(type(self).__name__, "fast_path", fast_path, "bool")
         self._splits: dict[str, LayerSplit | str] = {}
         self._warned: set[str] = set()
         self.last_path: dict[str, str] = {}

@@ -23,12 +23,12 @@ from torch import nn
 
 from .. import postprocess as pp
 from ..engine import CamLensWarning, Capture, Engine, OutputAdapter
-from ..errors import CamLensError, InputTypeError, LayerOutputError
+from ..errors import ArgumentError, CamLensError, InputTypeError, LayerOutputError
 from ..hooks import LayerSpec, eval_mode, resolve_layers
 from ..smoothing import AUGMENTATIONS, IDENTITY_INDEX, augment, deaugment_mean
 from ..targets import TargetFn, targets_from_categories
 
-__all__ = ["BaseCAM", "GradientCAM", "ActivationCAM", "LayerContext", "Explanation"]
+__all__ = ["BaseCAM", "GradientCAM", "ActivationCAM", "LayerContext", "Explanation", "check_argument"]
 
 logger = logging.getLogger("camlens")
 
@@ -93,6 +93,44 @@ def _warn_blank_gradients(grads: torch.Tensor, raw: torch.Tensor, name: str) -> 
         )
 
 
+def check_argument(owner: str, name: str, value: Any, kind: str, choices: Sequence[Any] = ()) -> Any:
+    """Check one constructor argument; returns it (numpy ints as ``int``) or raises a camlens error.
+
+    ``kind``: ``"positive_int"``, ``"optional_positive_int"`` (``None`` allowed), ``"bool"``,
+    ``"number"`` (a finite real, returned as ``float``), ``"callable"`` (``None`` allowed) or
+    ``"choice"`` (one of ``choices``).
+    """
+    what = f"{owner}: {name}"
+    if kind in ("positive_int", "optional_positive_int"):
+        if value is None and kind == "optional_positive_int":
+            return None
+        expected = "None or a positive int" if kind == "optional_positive_int" else "a positive int"
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise InputTypeError(f"{what} must be {expected}; got {value!r} ({type(value).__name__})")
+        if value < 1:
+            raise ArgumentError(f"{what} must be {expected} (1 or more); got {value!r}")
+        return int(value)
+    if kind == "bool":
+        if not isinstance(value, (bool, np.bool_)):
+            raise InputTypeError(f"{what} must be True or False; got {value!r} ({type(value).__name__})")
+        return bool(value)
+    if kind == "number":
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise InputTypeError(f"{what} must be a real number; got {value!r} ({type(value).__name__})")
+        if not np.isfinite(value):
+            raise ArgumentError(f"{what} must be a finite number; got {value!r}")
+        return float(value)
+    if kind == "callable":
+        if value is not None and not callable(value):
+            raise InputTypeError(f"{what} must be a callable or None; got {value!r} ({type(value).__name__})")
+        return value
+    if kind == "choice":
+        if not isinstance(value, str) or value not in choices:
+            raise ArgumentError(f"{what} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+        return value
+    raise ValueError(f"unknown argument kind {kind!r}")  # pragma: no cover - a bug in camlens
+
+
 class BaseCAM:
     """Base class of every CAM method.
 
@@ -112,6 +150,11 @@ class BaseCAM:
             ``cam.batch_size``).
         combine: how maps of several layers are combined: ``"mean"`` (default), ``"max"``, ``"sum"``.
         progress: show progress bars on long perturbation runs.
+        allow_nonfinite: explain inputs holding NaN or inf as they are; by default such an input
+            raises :class:`~camlens.errors.NonFiniteInputError`.
+
+    Every argument is checked here, when the object is built: a wrong type raises
+    :class:`~camlens.errors.InputTypeError`, a wrong value :class:`~camlens.errors.ArgumentError`.
     """
 
     name: ClassVar[str] = ""
@@ -132,17 +175,25 @@ class BaseCAM:
         batch_size: int = 32,
         combine: str = "mean",
         progress: bool = True,
+        allow_nonfinite: bool = False,
         **compat: Any,
     ) -> None:
+        owner = type(self).__name__
         if not isinstance(model, nn.Module):
             raise InputTypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
         ignored = set(compat) - {"compute_input_gradient", "uses_gradients", "tta_transforms"}
         if ignored:
-            raise TypeError(f"{type(self).__name__}() got unexpected keyword argument(s): {sorted(ignored)}")
+            raise InputTypeError(f"{owner}() got unexpected keyword argument(s): {sorted(ignored)}")
         if target_layers is not None and target_layer is not None:
-            raise CamLensError("pass either target_layers or target_layer, not both")
-        if combine not in ("mean", "max", "sum"):
-            raise ValueError(f"combine must be 'mean', 'max' or 'sum'; got {combine!r}")
+            raise ArgumentError(f"{owner}: pass either target_layers or target_layer, not both")
+        if use_cuda is not None:
+            check_argument(owner, "use_cuda", use_cuda, "bool")
+        check_argument(owner, "reshape_transform", reshape_transform, "callable")
+        check_argument(owner, "output_adapter", output_adapter, "callable")
+        batch_size = check_argument(owner, "batch_size", batch_size, "positive_int")
+        check_argument(owner, "combine", combine, "choice", ("mean", "max", "sum"))
+        progress = check_argument(owner, "progress", progress, "bool")
+        allow_nonfinite = check_argument(owner, "allow_nonfinite", allow_nonfinite, "bool")
         self.model = model
         if use_cuda:
             self._move_to_cuda(model)
@@ -164,7 +215,7 @@ class BaseCAM:
         self.batch_size = batch_size
         self.combine = combine
         self.progress = progress
-        self.engine = Engine(model, self.layers, output_adapter)
+        self.engine = Engine(model, self.layers, output_adapter, allow_nonfinite=allow_nonfinite)
 
     # ---------------------------------------------------------------- public API
     @property

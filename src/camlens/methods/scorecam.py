@@ -8,11 +8,10 @@ from typing import Any, ClassVar
 import torch
 
 from .. import postprocess as pp
-from ..errors import CamLensError
 from ..progress import progress_bar
 from ..registry import register
 from ..targets import ClassifierOutputSoftmaxTarget, TargetFn, score_targets
-from .base import BaseCAM, LayerContext
+from .base import BaseCAM, LayerContext, check_argument
 
 __all__ = ["ScoreCAM"]
 
@@ -73,10 +72,8 @@ class ScoreCAM(BaseCAM):
         **kwargs: Any,
     ) -> None:
         super().__init__(model, target_layers, use_cuda, reshape_transform, **kwargs)
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-            raise CamLensError(f"top_k must be None (exact) or a positive int; got {top_k!r}")
-        self.top_k = top_k
-        self.score_softmax = score_softmax
+        self.top_k = check_argument(type(self).__name__, "top_k", top_k, "optional_positive_int")
+        self.score_softmax = check_argument(type(self).__name__, "score_softmax", score_softmax, "bool")
 
     # ------------------------------------------------------------------ scoring
     def masked_scores(self, targets: Sequence[TargetFn], outputs: torch.Tensor) -> torch.Tensor:
