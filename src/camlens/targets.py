@@ -47,6 +47,8 @@ class Target:
 def class_index(value: Any, what: str = "class index") -> int:
     """``value`` as a Python int class index; ints, numpy integers and one-element integer tensors
     or arrays are accepted. Floats and bools are refused rather than rounded (``2.7`` is not a class)."""
+    if isinstance(value, np.generic) and not isinstance(value, np.integer):
+        value = value.item()  # numpy float or bool scalar -> Python, for a plain message
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         if not (value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool):
             return int(value.item())
@@ -218,7 +220,7 @@ def targets_from_categories(categories: Any, outputs: torch.Tensor) -> list[Targ
 
 
 def _describe(target: Any) -> str:
-    name = getattr(target, "__qualname__", None)
+    name = getattr(target, "__name__", None)
     return f"{name} (a function)" if name and callable(target) and not isinstance(target, Target) else repr(target)
 
 
@@ -240,7 +242,7 @@ def _checked_score(target: Any, output: torch.Tensor, index: int, differentiable
             raise TargetError(
                 f"target {_describe(target)} returned a tensor that is detached from the model output "
                 f"(image {index}), so no gradient reaches the target layer and the map would be blank; "
-                "return the score itself, without .detach(), .item(), float() or torch.no_grad()"
+                "expected the score itself: return it without .detach(), .item(), float() or torch.no_grad()"
             )
         if not (value.is_floating_point() or value.is_complex()):
             value = value.to(output.dtype if output.is_floating_point() else torch.float32)
@@ -249,8 +251,8 @@ def _checked_score(target: Any, output: torch.Tensor, index: int, differentiable
         if differentiable and output.requires_grad:
             raise TargetError(
                 f"target {_describe(target)} returned a Python {type(value).__name__} ({value!r}) for image "
-                f"{index}; a plain number carries no gradient, so gradient-based maps would be blank: "
-                "return the tensor (out[3], not float(out[3]) or out[3].item())"
+                f"{index}; expected a scalar tensor computed from the output, since a plain number carries "
+                "no gradient and gradient-based maps would be blank: return out[3], not float(out[3]) or out[3].item()"
             )
         dtype = output.dtype if output.is_floating_point() else torch.float32
         return torch.tensor(float(value), dtype=dtype, device=output.device)
