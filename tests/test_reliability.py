@@ -372,3 +372,19 @@ def test_valid_arguments_of_numpy_types_are_accepted():
     assert (cam.batch_size, cam.top_k, cam.progress) == (4, 2, False)
     assert type(cam.batch_size) is int
     assert AblationCAM(SmallCNN(), "block", ablation_value=np.float32(-1.5)).ablation_value == -1.5
+
+
+def test_huge_but_finite_values_whose_sum_overflows_are_accepted():
+    x = torch.full((1, 3, 8, 8), 3e38)  # finite in float32; their sum is inf
+    assert not torch.isfinite(x.sum())
+    assert GradCAM(SmallCNN(), "block")(x).shape == (1, 8, 8)
+
+
+def test_out_of_memory_in_the_forward_pass_gets_a_memory_hint():
+    class OOM(nn.Module):
+        def forward(self, x):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    with pytest.raises(torch.OutOfMemoryError) as err:
+        call_model(OOM(), torch.zeros(64, 3, 8, 8))
+    assert "does not fit in memory: explain fewer images per call" in err.value.__notes__[0]

@@ -153,7 +153,9 @@ def prepare_images(
     x = input_tensor
     if model is not None:
         x = x.to(device=model_device(model, x.device), dtype=model_dtype(model) or x.dtype)
-    if not allow_nonfinite and not bool(torch.isfinite(x).all()):
+    # One fast reduction: a sum is finite unless some value is NaN/inf (or huge values overflow,
+    # which the exact element-wise check below then clears).
+    if not allow_nonfinite and not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
         raise NonFiniteInputError(_nonfinite_message(x, name, opt_out))
     if x.is_inference():
         with torch.inference_mode(False):
@@ -177,7 +179,10 @@ def _has_note(exc: BaseException) -> bool:
     return any("camlens: the model" in n for n in notes)
 
 
-def forward_error_note(model: nn.Module, x: torch.Tensor) -> str:
+_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+def forward_error_note(model: nn.Module, x: torch.Tensor, exc: BaseException | None = None) -> str:
     """camlens's context for an exception raised by ``model(x)``: the input, the model, the likely fix."""
     first_conv = next(
         ((n, m) for n, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)), None
@@ -186,7 +191,9 @@ def forward_error_note(model: nn.Module, x: torch.Tensor) -> str:
         "check that the input matches what the model was built for (channels, size, normalisation); "
         "calling model(x) on the same input outside camlens shows whether the model itself fails"
     )
-    if first_conv is not None and first_conv[1].in_channels != x.shape[1]:
+    if isinstance(exc, _OUT_OF_MEMORY):
+        hint = "the batch does not fit in memory: explain fewer images per call"
+    elif first_conv is not None and first_conv[1].in_channels != x.shape[1]:
         name, conv = first_conv
         hint = (
             f"its first convolution {name!r} expects {conv.in_channels} input channels but the input has "
@@ -207,7 +214,7 @@ def call_model(model: nn.Module, x: torch.Tensor) -> Any:
         return model(x)
     except Exception as exc:
         if not isinstance(exc, CamLensError) and not _has_note(exc):
-            _add_note(exc, forward_error_note(model, x))
+            _add_note(exc, forward_error_note(model, x, exc))
         raise
 
 
