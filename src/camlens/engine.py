@@ -14,8 +14,8 @@ How a call works (:meth:`Engine.run`):
   (:func:`camlens.hooks.capture_scope`): a forward pass of the same model started by a target
   callable (a nested camlens call, a plain ``model(x)``) or by another thread passes through them
   untouched;
-* the input must be finite (one ``isfinite`` reduction per call; ``allow_nonfinite=True`` opts
-  out), and an exception raised by the model's forward pass reaches the caller with the same type
+* the input must be finite (one sum reduction per call, an element-wise check only when the sum
+  is not finite; ``allow_nonfinite=True`` opts out), and an exception raised by the model's forward pass reaches the caller with the same type
   and a note giving camlens's context (input shape, model, the likely fix);
 * the model's output goes through an *output adapter* (tensors pass through; dicts give
   ``"logits"`` or ``"out"`` or their only tensor; objects give ``.logits``; tuples their first
@@ -45,7 +45,16 @@ from .errors import (
 from .hooks import HookSet, capture_scope, in_capture
 from .targets import TargetFn, score_targets, targets_from_categories
 
-__all__ = ["Capture", "Engine", "default_output_adapter", "model_device", "prepare_images", "CamLensWarning"]
+__all__ = [
+    "Capture",
+    "Engine",
+    "default_output_adapter",
+    "model_device",
+    "prepare_images",
+    "call_model",
+    "forward_error_note",
+    "CamLensWarning",
+]
 
 OutputAdapter = Callable[[Any], torch.Tensor]
 TargetResolver = Callable[[torch.Tensor], Sequence[TargetFn]]
