@@ -388,3 +388,16 @@ def test_out_of_memory_in_the_forward_pass_gets_a_memory_hint():
     with pytest.raises(torch.OutOfMemoryError) as err:
         call_model(OOM(), torch.zeros(64, 3, 8, 8))
     assert "does not fit in memory: explain fewer images per call" in err.value.__notes__[0]
+
+
+def test_other_targets_refuse_non_integer_classes_too():
+    from camlens.targets import BinaryClassifierOutputTarget, SemanticSegmentationTarget
+
+    with pytest.raises(TargetError, match=r"SemanticSegmentationTarget's category must be an integer class index; got 1.5"):
+        SemanticSegmentationTarget(1.5, np.ones((2, 2)))
+    with pytest.raises(TargetError, match=r"got the bool True"):
+        BinaryClassifierOutputTarget(True)
+    with pytest.raises(TargetIndexError, match="expects category 0 or 1; got 2"):
+        BinaryClassifierOutputTarget(np.int64(2))
+    assert BinaryClassifierOutputTarget(np.int64(1)).category == 1
+    assert SemanticSegmentationTarget(torch.tensor(2), np.ones((2, 2))).category == 2

@@ -130,6 +130,7 @@ class BinaryClassifierOutputTarget(Target):
     """For a single-logit binary classifier: score = logit if ``category == 1`` else ``-logit``."""
 
     def __init__(self, category: int) -> None:
+        category = class_index(category, "BinaryClassifierOutputTarget's category")
         if category not in (0, 1):
             raise TargetIndexError(f"BinaryClassifierOutputTarget expects category 0 or 1; got {category!r}")
         self.category = category
@@ -153,7 +154,7 @@ class SemanticSegmentationTarget(Target):
     """
 
     def __init__(self, category: int, mask: Any) -> None:
-        self.category = int(category)
+        self.category = class_index(category, "SemanticSegmentationTarget's category")
         self.mask = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
 
     def __call__(self, output: torch.Tensor) -> torch.Tensor:
