@@ -44,7 +44,7 @@ from camlens.errors import (
 from camlens.targets import ClassifierOutputTarget
 
 from contract_setup import settings as contract_settings
-from testnets import SmallCNN, hooks_of
+from testnets import SmallCNN, camlens_notes, hooks_of
 
 METHODS = available_methods()
 NUM_CLASSES = 6
@@ -246,8 +246,9 @@ def check(method: str, case: Case) -> None:
     if isinstance(error, CamLensError):
         assert EXPLAINS_ITSELF.search(str(error)), f"the message does not say what was expected: {error}"
     else:  # the model's own error (wrong channel count): same type, with camlens's context added
-        assert any("camlens: the model SmallCNN" in note for note in getattr(error, "__notes__", [])), error
-        assert "input channels" in error.__notes__[-1]
+        context = camlens_notes(error)  # Python 3.11+: a note; 3.10: appended to the message
+        assert len(context) == 1 and "camlens: the model SmallCNN" in context[0], error
+        assert "input channels" in context[0]
 
 
 @pytest.mark.parametrize("method", METHODS)
