@@ -225,6 +225,11 @@ def _describe(target: Any) -> str:
     return f"{name} (a function)" if name and callable(target) and not isinstance(target, Target) else repr(target)
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _checked_score(target: Any, output: torch.Tensor, index: int, differentiable: bool) -> torch.Tensor:
     """``target(output)`` as a 0-d floating tensor, or a clear error naming the target and what it returned.
 
@@ -258,7 +263,7 @@ def _checked_score(target: Any, output: torch.Tensor, index: int, differentiable
         dtype = output.dtype if output.is_floating_point() else torch.float32
         return torch.tensor(float(value), dtype=dtype, device=output.device)
     raise TargetTypeError(
-        f"target {_describe(target)} returned {value!r} ({type(value).__name__}) for image {index}; "
+        f"target {_describe(target)} returned {_short(value)} ({type(value).__name__}) for image {index}; "
         f"expected one score per image as a scalar tensor: {fix}"
     )
 
