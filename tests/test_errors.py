@@ -138,7 +138,8 @@ def test_every_camlens_error_is_also_its_builtin():
         "TargetError": ValueError, "TargetIndexError": IndexError, "ReshapeError": ValueError,
         "ModelOutputError": TypeError, "MethodNotFoundError": KeyError, "DeviceError": RuntimeError,
         "DependencyError": ImportError, "MissingFileError": FileNotFoundError, "FileFormatError": ValueError,
-        "OutputError": OSError, "MetricStateError": RuntimeError,
+        "OutputError": OSError, "MetricStateError": RuntimeError, "NonFiniteInputError": ValueError,
+        "TargetTypeError": TypeError,
     }
     declared = [n for n in errors.__all__ if n not in ("CamLensError", "CamLensWarning")]
     assert sorted(declared) == sorted(builtins)

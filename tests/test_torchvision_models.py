@@ -19,7 +19,7 @@ ARCHS = {
     "efficientnet_b0": "features[-1]",
     "convnext_tiny": "features[-1]",
 }
-FAST = [m for m in available_methods() if get_method(m).__name__ not in ("ScoreCAM", "AblationCAM")]
+FAST = [m for m in available_methods() if not get_method(m).multi_pass]
 
 
 @pytest.fixture(scope="module", params=list(ARCHS))

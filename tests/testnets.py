@@ -66,3 +66,10 @@ def hooks_of(model: nn.Module) -> list[int]:
             len(getattr(m, "_backward_pre_hooks", {})),
         ]
     return counts
+
+
+def camlens_notes(exc: BaseException) -> list[str]:
+    """camlens's context lines on a model's exception: its notes (Python 3.11+) or, on 3.10 where
+    camlens appends them to the message, the message's lines starting with ``camlens:``."""
+    lines = list(getattr(exc, "__notes__", [])) or str(exc).splitlines()
+    return [line for line in lines if line.startswith("camlens:")]

@@ -10,6 +10,13 @@ How a call works (:meth:`Engine.run`):
   activations only. A GradCAM on the last block therefore costs about one plain forward pass;
 * the downstream network receives a clone of the captured tensor, so an in-place op after the
   target layer (``ReLU(inplace=True)``) cannot corrupt the activations or the graph;
+* the capture hooks record only the forward pass they were registered for
+  (:func:`camlens.hooks.capture_scope`): a forward pass of the same model started by a target
+  callable (a nested camlens call, a plain ``model(x)``) or by another thread passes through them
+  untouched;
+* the input must be finite (one sum reduction per call, an element-wise check only when the sum
+  is not finite; ``allow_nonfinite=True`` opts out), and an exception raised by the model's forward pass reaches the caller with the same type
+  and a note giving camlens's context (input shape, model, the likely fix);
 * the model's output goes through an *output adapter* (tensors pass through; dicts give
   ``"logits"`` or ``"out"`` or their only tensor; objects give ``.logits``; tuples their first
   tensor) and then through the targets, giving one score per image.
@@ -17,6 +24,7 @@ How a call works (:meth:`Engine.run`):
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,8 +33,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import CamLensWarning, InputShapeError, InputTypeError, LayerNotRunError, LayerOutputError, ModelOutputError
-from .hooks import HookSet
+from .errors import (
+    CamLensError,
+    CamLensWarning,
+    InputShapeError,
+    InputTypeError,
+    LayerNotRunError,
+    LayerOutputError,
+    ModelOutputError,
+    NonFiniteInputError,
+)
+from .hooks import HookSet, capture_scope, in_capture
 from .targets import TargetFn, score_targets, targets_from_categories
 
 __all__ = [
@@ -36,6 +53,8 @@ __all__ = [
     "forward_outputs",
     "model_device",
     "prepare_images",
+    "call_model",
+    "forward_error_note",
     "CamLensWarning",
 ]
 
@@ -81,7 +100,7 @@ def forward_outputs(model: nn.Module, x: torch.Tensor, output_adapter: OutputAda
     The caller holds eval mode. ``output_adapter`` defaults to :func:`default_output_adapter`.
     """
     with torch.no_grad():
-        out = (output_adapter or default_output_adapter)(model(x))
+        out = (output_adapter or default_output_adapter)(call_model(model, x))
     if not isinstance(out, torch.Tensor):
         raise ModelOutputError(f"output_adapter returned a {type(out).__name__}; it must return a tensor")
     return out.detach()
@@ -104,9 +123,36 @@ def model_dtype(model: nn.Module) -> torch.dtype | None:
     return None
 
 
-def prepare_images(input_tensor: Any, model: nn.Module | None = None, name: str = "input_tensor") -> torch.Tensor:
+def _nonfinite_message(x: torch.Tensor, name: str, opt_out: str) -> str:
+    bad = ~torch.isfinite(x)
+    nan = int(torch.isnan(x).sum())
+    pos = int((x == float("inf")).sum())
+    neg = int((x == float("-inf")).sum())
+    images = bad.flatten(1).any(dim=1).nonzero().flatten().tolist()
+    first = [int(i) for i in bad.nonzero()[0].tolist()]
+    found = ", ".join(f"{k} {w}" for k, w in ((nan, "NaN"), (pos, "+inf"), (neg, "-inf")) if k)
+    return (
+        f"{name} holds non-finite values ({found}) in image(s) {images[:8]}{'...' if len(images) > 8 else ''}, "
+        f"first at index {first} of shape {tuple(x.shape)} (dtype {x.dtype}); a map of such an input is "
+        "blank or NaN. Expected finite pixel values: replace them (e.g. torch.nan_to_num(x)), check the "
+        f"loading and normalisation (a std of 0 divides by zero){opt_out}"
+    )
+
+
+def prepare_images(
+    input_tensor: Any,
+    model: nn.Module | None = None,
+    name: str = "input_tensor",
+    *,
+    allow_nonfinite: bool = False,
+    opt_out: str = "",
+) -> torch.Tensor:
     """Validate a float ``(N, C, H, W)`` batch; with ``model``, move it to the model's device and
-    floating dtype. Returns a detached tensor (a normal one, also when given an inference tensor)."""
+    floating dtype. Returns a detached tensor (a normal one, also when given an inference tensor).
+
+    NaN or infinite values (after the dtype conversion, i.e. as the model would see them) raise
+    :class:`~camlens.errors.NonFiniteInputError` unless ``allow_nonfinite``; ``opt_out`` is added to
+    the message to say how to allow them."""
     if not isinstance(input_tensor, torch.Tensor):
         raise InputTypeError(
             f"{name} must be a torch.Tensor of shape (N, C, H, W); got {type(input_tensor).__name__}"
@@ -127,10 +173,69 @@ def prepare_images(input_tensor: Any, model: nn.Module | None = None, name: str 
     x = input_tensor
     if model is not None:
         x = x.to(device=model_device(model, x.device), dtype=model_dtype(model) or x.dtype)
+    # One fast reduction: a sum is finite unless some value is NaN/inf (or huge values overflow,
+    # which the exact element-wise check below then clears).
+    if not allow_nonfinite and not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
+        raise NonFiniteInputError(_nonfinite_message(x, name, opt_out))
     if x.is_inference():
         with torch.inference_mode(False):
             x = x.clone()
     return x.detach()
+
+
+def _add_note(exc: BaseException, note: str, *, notes: bool = sys.version_info >= (3, 11)) -> None:
+    """Add ``note`` to ``exc`` in place, keeping its type: ``add_note`` on Python 3.11+, else the
+    note is appended to a string message (the first of ``args``)."""
+    if notes and hasattr(exc, "add_note"):
+        exc.add_note(note)
+    elif exc.args and isinstance(exc.args[0], str):
+        exc.args = (f"{exc.args[0]}\n{note}", *exc.args[1:])
+
+
+def _has_note(exc: BaseException) -> bool:
+    notes = list(getattr(exc, "__notes__", ()))
+    if exc.args and isinstance(exc.args[0], str):
+        notes.append(exc.args[0])
+    return any("camlens: the model" in n for n in notes)
+
+
+_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+def forward_error_note(model: nn.Module, x: torch.Tensor, exc: BaseException | None = None) -> str:
+    """camlens's context for an exception raised by ``model(x)``: the input, the model, the likely fix."""
+    first_conv = next(
+        ((n, m) for n, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)), None
+    )
+    hint = (
+        "check that the input matches what the model was built for (channels, size, normalisation); "
+        "calling model(x) on the same input outside camlens shows whether the model itself fails"
+    )
+    if isinstance(exc, _OUT_OF_MEMORY):
+        hint = "the batch does not fit in memory: explain fewer images per call"
+    elif first_conv is not None and first_conv[1].in_channels != x.shape[1]:
+        name, conv = first_conv
+        hint = (
+            f"its first convolution {name!r} expects {conv.in_channels} input channels but the input has "
+            f"{x.shape[1]}: pass images with {conv.in_channels} channels"
+        )
+        if x.shape[1] == 1 and conv.in_channels == 3:
+            hint += " (for a grayscale image into an RGB model: x.expand(-1, 3, -1, -1))"
+    return (
+        f"camlens: the model {type(model).__name__} raised this on an input of shape {tuple(x.shape)} "
+        f"(dtype {x.dtype}, device {x.device}); {hint}"
+    )
+
+
+def call_model(model: nn.Module, x: torch.Tensor) -> Any:
+    """``model(x)``; an exception from the model keeps its type and gains a note with camlens's
+    context (:func:`forward_error_note`). camlens's own errors pass unchanged."""
+    try:
+        return model(x)
+    except Exception as exc:
+        if not isinstance(exc, CamLensError) and not _has_note(exc):
+            _add_note(exc, forward_error_note(model, x, exc))
+        raise
 
 
 @dataclass
@@ -157,15 +262,24 @@ class Engine:
         model: nn.Module,
         layers: Sequence[tuple[str, nn.Module]],
         output_adapter: OutputAdapter | None = None,
+        *,
+        allow_nonfinite: bool = False,
     ) -> None:
         self.model = model
         self.layers = list(layers)
         self.output_adapter = output_adapter or default_output_adapter
+        self.allow_nonfinite = allow_nonfinite
 
     # ------------------------------------------------------------------ inputs
     def prepare_input(self, input_tensor: Any) -> torch.Tensor:
-        """Validate an image batch and move it to the model's device and floating dtype."""
-        return prepare_images(input_tensor, self.model)
+        """Validate an image batch and move it to the model's device and floating dtype; non-finite
+        values are an error unless ``allow_nonfinite``."""
+        return prepare_images(
+            input_tensor,
+            self.model,
+            allow_nonfinite=self.allow_nonfinite,
+            opt_out="; to explain the input as it is, build the CAM with allow_nonfinite=True",
+        )
 
     # ------------------------------------------------------------------ running
     def forward_outputs(self, x: torch.Tensor) -> torch.Tensor:
@@ -187,9 +301,12 @@ class Engine:
         older ``target_category`` convention (None = top class) picks them from the output.
         """
         store: dict[int, torch.Tensor] = {}
+        token = object()  # this call's forward pass; the hooks ignore every other one
 
         def make_hook(index: int, name: str) -> Callable[..., Any]:
             def hook(module: nn.Module, args: Any, output: Any) -> Any:
+                if not in_capture(token):
+                    return None
                 if not isinstance(output, torch.Tensor):
                     raise LayerOutputError(
                         f"target layer {name!r} ({type(module).__name__}) returned a {type(output).__name__}, "
@@ -214,7 +331,8 @@ class Engine:
             for i, (name, module) in enumerate(self.layers):
                 hooks.forward(module, make_hook(i, name))
             with torch.no_grad():  # the capture hook re-enables autograd at the first target layer
-                raw = self.model(x)
+                with capture_scope(token):
+                    raw = call_model(self.model, x)
                 if need_gradients:
                     torch.set_grad_enabled(True)
                 outputs = self.output_adapter(raw)
@@ -241,7 +359,7 @@ class Engine:
                         targets = targets_from_categories(target_category, outputs.detach())
                 else:
                     targets = list(targets)
-                scores = score_targets(targets, outputs)
+                scores = score_targets(targets, outputs, differentiable=need_gradients)
                 activations = [store[i] for i in range(len(self.layers))]
                 gradients = None
                 if need_gradients:

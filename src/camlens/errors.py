@@ -25,6 +25,8 @@ class                      also a                  raised when
 ``FileFormatError``        ``ValueError``          a file exists but its content is not usable
 ``OutputError``            ``OSError``             an output file or folder cannot be written
 ``MetricStateError``       ``RuntimeError``        a metric is read before any batch was seen
+``NonFiniteInputError``    ``ValueError``          the input holds NaN or inf (``allow_nonfinite``)
+``TargetTypeError``        ``TypeError``           a target callable returned no single score
 =========================  ======================  ==============================================
 
 >>> from camlens.errors import ArgumentError
@@ -38,6 +40,8 @@ __all__ = [
     "CamLensError",
     "CamLensWarning",
     "ArgumentError",
+    "NonFiniteInputError",
+    "TargetTypeError",
     "InputShapeError",
     "InputTypeError",
     "LayerNotFoundError",
@@ -134,3 +138,11 @@ class OutputError(CamLensError, OSError):
 
 class MetricStateError(CamLensError, RuntimeError):
     """A metric's result was asked for before any batch was given to ``update()``."""
+
+
+class NonFiniteInputError(CamLensError, ValueError):
+    """The input holds NaN or infinite values (opt out with ``allow_nonfinite=True``)."""
+
+
+class TargetTypeError(TargetError, TypeError):
+    """A target callable returned something other than one score (``None``, a string, ...)."""

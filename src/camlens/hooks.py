@@ -3,7 +3,12 @@
 * :func:`resolve_layers` turns modules or dotted names (``"layer4.2"``, ``"layer4[-1]"``) into
   ``(name, module)`` pairs, with close-match suggestions on a typo.
 * :class:`HookSet` registers hooks that live for one ``with`` block and are removed in ``finally``.
-* :func:`eval_mode` runs the model in eval mode and restores every module's own flag afterwards.
+* :func:`eval_mode` runs the model in eval mode and restores every module's own flag afterwards,
+  holding the model's lock (:func:`model_lock`) for the whole block: camlens calls on one model from
+  several threads run one after the other, and nested calls on the same thread are allowed.
+* :func:`capture_scope` / :func:`in_capture` tell a capture hook whether the forward pass now
+  running on this thread is the one it was registered for (and not, say, a nested call made by a
+  target callable, or another thread's plain ``model(x)``).
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import difflib
 import re
+import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Union
 
@@ -21,7 +28,17 @@ from .errors import InputTypeError, LayerNotFoundError
 
 LayerSpec = Union[nn.Module, str]
 
-__all__ = ["LayerSpec", "resolve_layers", "find_submodule", "layer_name", "HookSet", "eval_mode"]
+__all__ = [
+    "LayerSpec",
+    "resolve_layers",
+    "find_submodule",
+    "layer_name",
+    "HookSet",
+    "eval_mode",
+    "model_lock",
+    "capture_scope",
+    "in_capture",
+]
 
 _INDEX = re.compile(r"^([^\[\]]*)((?:\[-?\d+\])*)$")
 
@@ -160,13 +177,62 @@ class HookSet(contextlib.AbstractContextManager):
         return None
 
 
+# One re-entrant lock per model, kept outside the model (nothing is added to it) and dropped when
+# the model is garbage-collected. Keyed by id() so that modules defining __eq__ work too.
+_LOCKS: dict[int, threading.RLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.RLock:
+    """The re-entrant lock camlens holds on ``model`` during every call.
+
+    Hold it yourself (``with camlens.hooks.model_lock(model): model(x)``) to keep your own forward
+    passes on other threads from running while camlens has the model in eval mode.
+    """
+    key = id(model)
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(key)
+        if lock is None:
+            lock = _LOCKS[key] = threading.RLock()
+            weakref.finalize(model, _LOCKS.pop, key, None)
+        return lock
+
+
 @contextlib.contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Run ``model`` in eval mode; afterwards restore every module's own ``training`` flag."""
-    flags = [(m, m.training) for m in model.modules()]
+    """Run ``model`` in eval mode, holding :func:`model_lock` (so calls on one model from several
+    threads are serialised); afterwards restore every module's own ``training`` flag."""
+    with model_lock(model):
+        flags = [(m, m.training) for m in model.modules()]
+        try:
+            model.eval()
+            yield model
+        finally:
+            for module, flag in flags:
+                module.training = flag
+
+
+_SCOPES = threading.local()
+
+
+@contextlib.contextmanager
+def capture_scope(token: object) -> Iterator[None]:
+    """Mark the forward pass run inside this block, on this thread, as the one of ``token``.
+
+    Scopes nest (a stack per thread): a forward pass started inside the block by someone else
+    (a nested camlens call) opens its own scope on top.
+    """
+    stack = getattr(_SCOPES, "stack", None)
+    if stack is None:
+        stack = _SCOPES.stack = []
+    stack.append(token)
     try:
-        model.eval()
-        yield model
+        yield
     finally:
-        for module, flag in flags:
-            module.training = flag
+        stack.pop()
+
+
+def in_capture(token: object) -> bool:
+    """True when the innermost capture scope on this thread is ``token``'s (O(1), for hooks)."""
+    stack = getattr(_SCOPES, "stack", None)
+    return bool(stack) and stack[-1] is token

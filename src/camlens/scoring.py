@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .engine import OutputAdapter, default_output_adapter, forward_outputs
-from .errors import ModelOutputError
+from .errors import ArgumentError, ModelOutputError
 from .progress import progress_bar
 
 __all__ = ["score_in_chunks", "Progress"]
@@ -63,7 +63,7 @@ def score_in_chunks(
                                  inputs=lambda r: x * masks[r], batch_size=32, device=x.device)
     """
     if (inputs is None) == (run is None):
-        raise TypeError("score_in_chunks needs exactly one of inputs= (perturbed inputs) or run= (raw outputs)")
+        raise ArgumentError("score_in_chunks needs exactly one of inputs= (perturbed inputs) or run= (raw outputs); got both or neither")
     adapter = output_adapter or default_output_adapter
     bs = max(1, int(batch_size))
     out = torch.empty(total, dtype=dtype, device=device)

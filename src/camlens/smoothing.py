@@ -89,7 +89,7 @@ def explain_augmented(
     if targets is not None and len(targets) != n:
         raise TargetError(f"got {len(targets)} targets for a batch of {n} images; pass one target per image")
     if targets is None and target_category is not None:  # an int or one class per image: no output needed
-        targets = targets_from_categories(target_category, x.new_zeros(n, 1))
+        targets = targets_from_categories(target_category, x.new_zeros(n))  # range checked when scored
     order = sorted(augs, key=lambda a: a != IDENTITY)  # the un-augmented copy first (if it is one of augs)
     chosen: list[TargetFn | None] = list(targets) if targets is not None else [None] * n
     total = len(order) * n

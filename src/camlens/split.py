@@ -39,9 +39,9 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from .engine import CamLensWarning, OutputAdapter, default_output_adapter
+from .engine import CamLensWarning, OutputAdapter, call_model, default_output_adapter
 from .errors import CamLensError
-from .hooks import HookSet
+from .hooks import HookSet, capture_scope, in_capture
 
 __all__ = ["SplitError", "LayerSplit", "split_at_layer", "TailRunner"]
 
@@ -324,8 +324,12 @@ class TailRunner:
                 return tail, "tail"
         return self._full(module, x), "full"
 
-    def _fallback(self, name: str, reason: str) -> None:
-        self._splits[name] = reason
+    def _fallback(self, name: str, reason: str, *, permanent: bool = True) -> None:
+        """Warn (once per layer) that ``name`` runs the full model; ``permanent`` caches the reason
+        (the model cannot be split), otherwise only this call falls back (the per-call check failed
+        on this input, e.g. non-finite values: the next call tries the tail again)."""
+        if permanent:
+            self._splits[name] = reason
         if name not in self._warned:
             self._warned.add(name)
             warnings.warn(
@@ -370,26 +374,32 @@ class TailRunner:
             got = torch.cat(check)
         except Exception as exc:  # the traced tail failed where the model itself ran: use the model
             reason = f"the split model failed: {type(exc).__name__}: {exc}"
-        if not reason and not outputs_match(got, outputs):
+        if not reason and not outputs_match(got, outputs, equal_nan=True):
             reason = "the split model's output differs from the model's own output"
         if reason:
-            self._fallback(name, reason)
+            self._fallback(name, reason, permanent=False)
             return None
         return run
 
     def _full(self, module: nn.Module, x: torch.Tensor) -> LayerRun:
         def run(images: torch.Tensor, rows: torch.Tensor) -> Any:
-            with HookSet() as hooks, torch.no_grad():
-                hooks.forward(module, lambda m, args, output: rows)
-                return self.model(x[images])
+            token = object()  # the hook replaces the output of this forward pass only (not a nested
+            # or another thread's forward of the same model)
+
+            def replace(m: nn.Module, args: Any, output: Any) -> Any:
+                return rows if in_capture(token) else None
+
+            with HookSet() as hooks, torch.no_grad(), capture_scope(token):
+                hooks.forward(module, replace)
+                return call_model(self.model, x[images])
 
         return run
 
 
-def outputs_match(got: torch.Tensor, want: torch.Tensor) -> bool:
+def outputs_match(got: torch.Tensor, want: torch.Tensor, *, equal_nan: bool = False) -> bool:
     """Whether ``got`` reproduces the model output ``want`` up to the rounding of its dtype."""
     want_f = want.float()
     scale = float(want_f.abs().max()) if want_f.numel() else 1.0
     rtol = max(1e-4, 100 * torch.finfo(want.dtype).eps) if want.is_floating_point() else 1e-4
     atol = rtol * 0.1 * max(1.0, scale)
-    return got.shape == want_f.shape and torch.allclose(got.float(), want_f, rtol=rtol, atol=atol)
+    return got.shape == want_f.shape and torch.allclose(got.float(), want_f, rtol=rtol, atol=atol, equal_nan=equal_nan)

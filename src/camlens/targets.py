@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import TargetError, TargetIndexError
+from .errors import TargetError, TargetIndexError, TargetTypeError
 
 __all__ = [
     "Target",
@@ -26,6 +26,7 @@ __all__ = [
     "RawScoresOutputTarget",
     "score_targets",
     "targets_from_categories",
+    "class_index",
 ]
 
 TargetFn = Callable[[torch.Tensor], torch.Tensor]
@@ -40,14 +41,41 @@ class Target:
     @classmethod
     def score_batch(cls, targets: Sequence["Target"], outputs: torch.Tensor) -> torch.Tensor:
         """Scores ``(N,)`` for ``outputs`` ``(N, ...)``; the default calls each target."""
-        return torch.stack([t(o) for t, o in zip(targets, outputs)]).reshape(len(targets))
+        return torch.stack([_checked_score(t, o, i, False) for i, (t, o) in enumerate(zip(targets, outputs))])
+
+
+def class_index(value: Any, what: str = "class index") -> int:
+    """``value`` as a Python int class index; ints, numpy integers and one-element integer tensors
+    or arrays are accepted. Floats and bools are refused rather than rounded (``2.7`` is not a class)."""
+    if isinstance(value, np.generic) and not isinstance(value, np.integer):
+        value = value.item()  # numpy float or bool scalar -> Python, for a plain message
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        if not (value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool):
+            return int(value.item())
+        value = value.item()
+    elif isinstance(value, np.ndarray) and value.size == 1:
+        if np.issubdtype(value.dtype, np.integer):
+            return int(value.item())
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)):
+        raise TargetError(
+            f"{what} must be an integer class index; got the bool {value!r}: pass the class number "
+            f"({int(value)}) if that is what you mean"
+        )
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    hint = ""
+    if isinstance(value, (float, np.floating)) and np.isfinite(value):
+        hint = f" (it is not rounded for you: pass {int(round(float(value)))} if that is the class you mean)"
+    raise TargetError(f"{what} must be an integer class index; got {value!r} ({type(value).__name__}){hint}")
 
 
 def _check_category(category: int, num_classes: int) -> None:
     if not -num_classes <= category < num_classes:
         raise TargetIndexError(
             f"class index {category} is out of range for a model with {num_classes} outputs; "
-            f"expected 0 <= index < {num_classes}"
+            f"expected 0 <= index < {num_classes} (or a negative index counting from the end, "
+            f"down to -{num_classes})"
         )
 
 
@@ -55,13 +83,8 @@ class ClassifierOutputTarget(Target):
     """Score = the model's output (logit) for ``category``. Grad-CAM's choice: the pre-softmax score."""
 
     def __init__(self, category: int) -> None:
-        if isinstance(category, (np.integer,)):
-            category = int(category)
-        if isinstance(category, torch.Tensor) and category.numel() == 1:
-            category = int(category.item())
-        if not isinstance(category, int) or isinstance(category, bool):
-            raise TargetError(f"ClassifierOutputTarget expects an integer class index; got {category!r}")
-        self.category = category
+        # A negative index counts from the end, as in Python indexing.
+        self.category = class_index(category, f"{type(self).__name__}'s category")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.category})"
@@ -107,6 +130,7 @@ class BinaryClassifierOutputTarget(Target):
     """For a single-logit binary classifier: score = logit if ``category == 1`` else ``-logit``."""
 
     def __init__(self, category: int) -> None:
+        category = class_index(category, "BinaryClassifierOutputTarget's category")
         if category not in (0, 1):
             raise TargetIndexError(f"BinaryClassifierOutputTarget expects category 0 or 1; got {category!r}")
         self.category = category
@@ -130,7 +154,7 @@ class SemanticSegmentationTarget(Target):
     """
 
     def __init__(self, category: int, mask: Any) -> None:
-        self.category = int(category)
+        self.category = class_index(category, "SemanticSegmentationTarget's category")
         self.mask = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
 
     def __call__(self, output: torch.Tensor) -> torch.Tensor:
@@ -148,6 +172,9 @@ def targets_from_categories(categories: Any, outputs: torch.Tensor) -> list[Targ
     """Turn the older ``target_category`` argument into targets.
 
     ``None``: each image's top class; an ``int``: that class for every image; a list: one per image.
+    Classes are integers with ``0 <= class < num_classes``: floats and bools are refused, not
+    rounded, and a negative class is an error here (use ``ClassifierOutputTarget(-1)`` for
+    Python-style indexing from the end).
     """
     n = outputs.shape[0]
     if categories is None:
@@ -157,39 +184,111 @@ def targets_from_categories(categories: Any, outputs: torch.Tensor) -> list[Targ
                 f"output; the model returned shape {tuple(outputs.shape)}: pass targets=[...] instead"
             )
         return [ClassifierOutputTarget(int(c)) for c in outputs.argmax(dim=1).tolist()]
-    if isinstance(categories, (int, np.integer)) and not isinstance(categories, bool):
-        return [ClassifierOutputTarget(int(categories)) for _ in range(n)]
-    if isinstance(categories, torch.Tensor):
-        categories = categories.reshape(-1).tolist()
-    if isinstance(categories, np.ndarray):
-        categories = categories.reshape(-1).tolist()
+    num_classes = outputs.shape[1] if outputs.dim() == 2 else None
+
+    def one(value: Any, what: str) -> ClassifierOutputTarget:
+        c = class_index(value, what)
+        if c < 0 or (num_classes is not None and c >= num_classes):
+            limit = f"0 <= class < {num_classes}" if num_classes is not None else "0 <= class"
+            hint = f" (the last class is {num_classes - 1})" if c < 0 and num_classes else ""
+            raise TargetIndexError(
+                f"{what}: class index {c} is out of range for a model with {num_classes} outputs; "
+                f"expected {limit}{hint}. "
+                "For Python-style negative indexing pass targets=[ClassifierOutputTarget(-1)]"
+            )
+        return ClassifierOutputTarget(c)
+
+    if isinstance(categories, (torch.Tensor, np.ndarray)) and categories.ndim == 0:
+        categories = categories.item() if isinstance(categories, torch.Tensor) else categories[()]
+    if isinstance(categories, (int, np.integer, bool, np.bool_, float, np.floating)):
+        return [one(categories, "target_category")] * n
+    if isinstance(categories, (torch.Tensor, np.ndarray)):
+        if categories.ndim != 1:
+            raise TargetError(
+                f"target_category must be one class per image (1-D); got shape {tuple(categories.shape)}"
+            )
+        categories = list(categories)
     if isinstance(categories, Sequence) and not isinstance(categories, str):
         if len(categories) != n:
             raise TargetError(
                 f"target_category has {len(categories)} entries but the batch has {n} images; "
                 "pass one class per image, a single int for all, or None for each image's top class"
             )
-        return [ClassifierOutputTarget(int(c)) for c in categories]
-    raise TargetError(f"target_category must be None, an int or a list of ints; got {type(categories).__name__}")
+        return [one(c, f"target_category[{i}]") for i, c in enumerate(categories)]
+    raise TargetError(
+        f"target_category must be None, an int or a list of ints; got {type(categories).__name__}"
+    )
 
 
-def score_targets(targets: Sequence[TargetFn], outputs: torch.Tensor) -> torch.Tensor:
-    """Scores ``(N,)`` of ``targets`` (one per image) on ``outputs`` (``(N, ...)``), batched where possible."""
+def _describe(target: Any) -> str:
+    name = getattr(target, "__name__", None)
+    return f"{name} (a function)" if name and callable(target) and not isinstance(target, Target) else repr(target)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _checked_score(target: Any, output: torch.Tensor, index: int, differentiable: bool) -> torch.Tensor:
+    """``target(output)`` as a 0-d floating tensor, or a clear error naming the target and what it returned.
+
+    ``differentiable``: the score must carry a gradient back to ``output`` (gradient-based methods);
+    a Python number or a detached tensor would silently give blank maps, so it is refused.
+    """
+    value = target(output)
+    fix = "return a scalar tensor computed from the output, e.g. lambda out: out[3]"
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise TargetError(
+                f"target {_describe(target)} returned a tensor of shape {tuple(value.shape)} for image {index}; "
+                f"a target must return one scalar score per image: {fix} or out.sum()"
+            )
+        if differentiable and output.requires_grad and not value.requires_grad:
+            raise TargetError(
+                f"target {_describe(target)} returned a tensor that is detached from the model output "
+                f"(image {index}), so no gradient reaches the target layer and the map would be blank; "
+                "expected the score itself: return it without .detach(), .item(), float() or torch.no_grad()"
+            )
+        if not (value.is_floating_point() or value.is_complex()):
+            value = value.to(output.dtype if output.is_floating_point() else torch.float32)
+        return value.reshape(())
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
+        if differentiable and output.requires_grad:
+            raise TargetError(
+                f"target {_describe(target)} returned a Python {type(value).__name__} ({value!r}) for image "
+                f"{index}; expected a scalar tensor computed from the output, since a plain number carries "
+                "no gradient and gradient-based maps would be blank: return out[3], not float(out[3]) or out[3].item()"
+            )
+        dtype = output.dtype if output.is_floating_point() else torch.float32
+        return torch.tensor(float(value), dtype=dtype, device=output.device)
+    raise TargetTypeError(
+        f"target {_describe(target)} returned {_short(value)} ({type(value).__name__}) for image {index}; "
+        f"expected one score per image as a scalar tensor: {fix}"
+    )
+
+
+def score_targets(targets: Sequence[TargetFn], outputs: torch.Tensor, *, differentiable: bool = False) -> torch.Tensor:
+    """Scores ``(N,)`` of ``targets`` (one per image) on ``outputs`` (``(N, ...)``), batched where possible.
+
+    Each target must return a scalar tensor (a Python number is accepted when ``differentiable``
+    is false). With ``differentiable=True`` (gradient-based methods) a score that carries no
+    gradient is an error rather than a blank map.
+    """
     if len(targets) != outputs.shape[0]:
         raise TargetError(
             f"got {len(targets)} targets for a batch of {outputs.shape[0]} images; pass one target per "
             "image (e.g. [ClassifierOutputTarget(281)] * len(batch)) or targets=None for the top class"
         )
-    kinds = {type(t) for t in targets}
-    if len(kinds) == 1:
-        kind = next(iter(kinds))
-        if isinstance(targets[0], Target):
-            return kind.score_batch(targets, outputs)  # type: ignore[arg-type]
     for t in targets:
         if not callable(t):
-            raise TargetError(f"each target must be callable as target(output_i); got {type(t).__name__}")
-    scores = [torch.as_tensor(t(o)) for t, o in zip(targets, outputs)]
-    for s in scores:
-        if s.numel() != 1:
-            raise TargetError(f"a target must return one scalar score per image; got shape {tuple(s.shape)}")
-    return torch.stack([s.reshape(()) for s in scores])
+            raise TargetTypeError(
+                f"each target must be callable as target(output_i); got {type(t).__name__} {t!r}: "
+                "pass e.g. ClassifierOutputTarget(3), or target_category=3 for a class index"
+            )
+    kinds = {type(t) for t in targets}
+    if len(kinds) == 1 and isinstance(targets[0], Target):
+        kind = next(iter(kinds))
+        if kind.score_batch.__func__ is not Target.score_batch.__func__:  # type: ignore[attr-defined]
+            return kind.score_batch(targets, outputs)  # type: ignore[arg-type]
+    return torch.stack([_checked_score(t, o, i, differentiable) for i, (t, o) in enumerate(zip(targets, outputs))])

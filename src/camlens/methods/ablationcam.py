@@ -11,7 +11,7 @@ from ..registry import register
 from ..reshape import raw_channel_axis
 from ..split import LayerSplit, TailRunner, outputs_match
 from ..targets import score_targets
-from .base import LayerContext, PerturbationCAM
+from .base import LayerContext, PerturbationCAM, check_argument
 
 __all__ = ["AblationCAM"]
 
@@ -54,8 +54,11 @@ class AblationCAM(PerturbationCAM):
     options: ClassVar[dict[str, Any]] = {"ablation_value": 0.0, "fast_path": True, "closed_form": True}
 
     def configure(self) -> None:
-        self.ablation_value = float(self.ablation_value)
-        self.tails = TailRunner(self.model, type(self).__name__)
+        owner = type(self).__name__
+        self.ablation_value = check_argument(owner, "ablation_value", self.ablation_value, "number")
+        self.fast_path = check_argument(owner, "fast_path", self.fast_path, "bool")
+        self.closed_form = check_argument(owner, "closed_form", self.closed_form, "bool")
+        self.tails = TailRunner(self.model, owner)
         self.last_path: dict[str, str] = {}
         """Which path scored each layer in the last call: ``"closed-form"``, ``"tail"`` or ``"full"``."""
 

@@ -31,7 +31,7 @@ from ..scoring import score_in_chunks
 from ..smoothing import Explained, explain_augmented
 from ..targets import TargetFn
 
-__all__ = ["BaseCAM", "GradientCAM", "ActivationCAM", "PerturbationCAM", "LayerContext", "Explanation"]
+__all__ = ["BaseCAM", "GradientCAM", "ActivationCAM", "PerturbationCAM", "LayerContext", "Explanation", "check_argument"]
 
 logger = logging.getLogger("camlens")
 
@@ -93,6 +93,44 @@ def _warn_blank_gradients(grads: torch.Tensor, raw: torch.Tensor, name: str) -> 
         )
 
 
+def check_argument(owner: str, name: str, value: Any, kind: str, choices: Sequence[Any] = ()) -> Any:
+    """Check one constructor argument; returns it (numpy ints as ``int``) or raises a camlens error.
+
+    ``kind``: ``"positive_int"``, ``"optional_positive_int"`` (``None`` allowed), ``"bool"``,
+    ``"number"`` (a finite real, returned as ``float``), ``"callable"`` (``None`` allowed) or
+    ``"choice"`` (one of ``choices``).
+    """
+    what = f"{owner}: {name}"
+    if kind in ("positive_int", "optional_positive_int"):
+        if value is None and kind == "optional_positive_int":
+            return None
+        expected = "None or a positive int" if kind == "optional_positive_int" else "a positive int"
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise InputTypeError(f"{what} must be {expected}; got {value!r} ({type(value).__name__})")
+        if value < 1:
+            raise ArgumentError(f"{what} must be {expected} (1 or more); got {value!r}")
+        return int(value)
+    if kind == "bool":
+        if not isinstance(value, (bool, np.bool_)):
+            raise InputTypeError(f"{what} must be True or False; got {value!r} ({type(value).__name__})")
+        return bool(value)
+    if kind == "number":
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise InputTypeError(f"{what} must be a real number; got {value!r} ({type(value).__name__})")
+        if not np.isfinite(value):
+            raise ArgumentError(f"{what} must be a finite number; got {value!r}")
+        return float(value)
+    if kind == "callable":
+        if value is not None and not callable(value):
+            raise InputTypeError(f"{what} must be a callable or None; got {value!r} ({type(value).__name__})")
+        return value
+    if kind == "choice":
+        if not isinstance(value, str) or value not in choices:
+            raise ArgumentError(f"{what} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+        return value
+    raise ArgumentError(f"check_argument: unknown argument kind {kind!r}")  # pragma: no cover - a bug in camlens
+
+
 class BaseCAM:
     """Base class of every CAM method.
 
@@ -112,9 +150,14 @@ class BaseCAM:
             ``cam.batch_size``).
         combine: how maps of several layers are combined: ``"mean"`` (default), ``"max"``, ``"sum"``.
         progress: show progress bars on long perturbation runs.
+        allow_nonfinite: explain inputs holding NaN or inf as they are; by default such an input
+            raises :class:`~camlens.errors.NonFiniteInputError`.
+
+    Every argument is checked here, when the object is built: a wrong type raises
+    :class:`~camlens.errors.InputTypeError`, a wrong value :class:`~camlens.errors.ArgumentError`.
 
     Arguments of pytorch-grad-cam's ``BaseCAM`` are accepted where camlens can honour them and
-    rejected with a :class:`~camlens.errors.CamLensError` where it cannot (never silently ignored):
+    rejected with a :class:`~camlens.errors.ArgumentError` where it cannot (never silently ignored):
 
     * ``uses_gradients``: a property of the method in camlens; passing the method's own value is
       accepted, the other value is rejected (a gradient method cannot run without gradients, and a
@@ -130,6 +173,8 @@ class BaseCAM:
     paper: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     uses_gradients: ClassVar[bool] = True
+    multi_pass: ClassVar[bool] = False
+    """True for methods that run many forward passes per image (perturbation, noise, windows)."""
 
     def __init__(
         self,
@@ -143,15 +188,23 @@ class BaseCAM:
         batch_size: int = 32,
         combine: str = "mean",
         progress: bool = True,
+        allow_nonfinite: bool = False,
         **compat: Any,
     ) -> None:
+        owner = type(self).__name__
         if not isinstance(model, nn.Module):
             raise InputTypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
         self._check_compat(compat)
         if target_layers is not None and target_layer is not None:
-            raise ArgumentError("pass either target_layers or target_layer, not both")
-        if combine not in ("mean", "max", "sum"):
-            raise ArgumentError(f"combine must be 'mean', 'max' or 'sum'; got {combine!r}")
+            raise ArgumentError(f"{owner}: pass either target_layers or target_layer, not both")
+        if use_cuda is not None:
+            check_argument(owner, "use_cuda", use_cuda, "bool")
+        check_argument(owner, "reshape_transform", reshape_transform, "callable")
+        check_argument(owner, "output_adapter", output_adapter, "callable")
+        batch_size = check_argument(owner, "batch_size", batch_size, "positive_int")
+        check_argument(owner, "combine", combine, "choice", ("mean", "max", "sum"))
+        progress = check_argument(owner, "progress", progress, "bool")
+        allow_nonfinite = check_argument(owner, "allow_nonfinite", allow_nonfinite, "bool")
         self.model = model
         if use_cuda:
             self._move_to_cuda(model)
@@ -173,7 +226,7 @@ class BaseCAM:
         self.batch_size = batch_size
         self.combine = combine
         self.progress = progress
-        self.engine = Engine(model, self.layers, output_adapter)
+        self.engine = Engine(model, self.layers, output_adapter, allow_nonfinite=allow_nonfinite)
 
     # ---------------------------------------------------------------- public API
     @property
@@ -321,7 +374,7 @@ class BaseCAM:
         if unknown:
             own = sorted(getattr(self, "options", {}))
             hint = f"; {who}'s own options are {own}" if own else ""
-            raise TypeError(f"{who}() got unexpected keyword argument(s): {sorted(unknown)}{hint}")
+            raise InputTypeError(f"{who}() got unexpected keyword argument(s): {sorted(unknown)}{hint}")
         if "uses_gradients" in compat and bool(compat["uses_gradients"]) != self.uses_gradients:
             need = "needs gradients" if self.uses_gradients else "uses no gradients"
             raise ArgumentError(
@@ -397,6 +450,7 @@ class PerturbationCAM(BaseCAM):
     """
 
     uses_gradients: ClassVar[bool] = False
+    multi_pass: ClassVar[bool] = True
     options: ClassVar[dict[str, Any]] = {}
 
     def __init__(

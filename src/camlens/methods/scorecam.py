@@ -8,10 +8,9 @@ from typing import Any, ClassVar
 import torch
 
 from .. import postprocess as pp
-from ..errors import ArgumentError
 from ..registry import register
 from ..targets import ClassifierOutputSoftmaxTarget, TargetFn, score_targets
-from .base import LayerContext, PerturbationCAM
+from .base import LayerContext, PerturbationCAM, check_argument
 
 __all__ = ["ScoreCAM"]
 
@@ -63,9 +62,8 @@ class ScoreCAM(PerturbationCAM):
     """Perturbed copies scored per (image, channel); variants (SS-CAM, IS-CAM) use more."""
 
     def configure(self) -> None:
-        top_k = self.top_k
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-            raise ArgumentError(f"top_k must be None (exact) or a positive int; got {top_k!r}")
+        self.top_k = check_argument(type(self).__name__, "top_k", self.top_k, "optional_positive_int")
+        self.score_softmax = check_argument(type(self).__name__, "score_softmax", self.score_softmax, "bool")
 
     # ------------------------------------------------------------------ what is scored
     def perturb(
