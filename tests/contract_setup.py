@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-CONTRACT: dict[str, dict[str, Any]] = {}
+CONTRACT: dict[str, dict[str, Any]] = {
+    "smoothgradcam++": {"kwargs": {"num_samples": 2}},
+}
 
 
 def settings(name: str) -> dict[str, Any]:

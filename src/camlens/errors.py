@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "CamLensError",
+    "ArgumentError",
     "InputShapeError",
     "InputTypeError",
     "LayerNotFoundError",
@@ -25,6 +26,10 @@ __all__ = [
 
 class CamLensError(Exception):
     """Base class of every error camlens raises on purpose."""
+
+
+class ArgumentError(CamLensError, ValueError):
+    """An argument's value is outside what is accepted (an unknown option name, a count < 1, ...)."""
 
 
 class InputShapeError(CamLensError, ValueError):
