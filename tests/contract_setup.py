@@ -16,6 +16,7 @@ from typing import Any
 
 CONTRACT: dict[str, dict[str, Any]] = {
     "smoothgradcam++": {"kwargs": {"num_samples": 2}},
+    "dff": {"skip": {"test_batch_equals_one_by_one": "DFF factorises the whole batch jointly: its concepts depend on the batch by definition"}},
 }
 
 
