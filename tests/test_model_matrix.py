@@ -25,9 +25,9 @@ from camlens.reshape import ChannelsLast, TokenReshape
 
 tv = pytest.importorskip("torchvision")
 
-# Perturbation methods score hundreds of masked inputs per image: too slow for a matrix.
+# Perturbation methods score hundreds of masked inputs (SESS: windows) per image: too slow for a matrix.
 METHODS = [m for m in available_methods() if get_method(m).uses_gradients or m == "eigencam"]
-METHODS = [m for m in METHODS if m not in ("scorecam", "ablationcam")]
+METHODS = [m for m in METHODS if m not in ("scorecam", "ablationcam", "sess")]
 
 
 def _vit_name(layers: int) -> str:

@@ -19,7 +19,8 @@ ARCHS = {
     "efficientnet_b0": "features[-1]",
     "convnext_tiny": "features[-1]",
 }
-FAST = [m for m in available_methods() if get_method(m).__name__ not in ("ScoreCAM", "AblationCAM")]
+# Multi-pass methods (hundreds of masked inputs or windows per image) are tested on tiny nets instead.
+FAST = [m for m in available_methods() if get_method(m).__name__ not in ("ScoreCAM", "AblationCAM", "SESS")]
 
 
 @pytest.fixture(scope="module", params=list(ARCHS))

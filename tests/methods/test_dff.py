@@ -127,7 +127,8 @@ def test_factorize_by_hand():
                 rows.append([max(0.0, float(sum(w[c, j] * xs[i, j, y, q] for j in range(2)))) for c in range(6)])
     ref = nmf(torch.tensor(rows, dtype=torch.float32), 2)
     peak = ref.W.amax(dim=0)
-    expected_maps = (ref.W / peak).numpy().reshape(n, h, wd, 2).transpose(0, 3, 1, 2)
+    norms = ref.H.norm(dim=1)  # strength = ||W_ij H_j|| = W_ij ||H_j||
+    expected_maps = (ref.W * norms).numpy().reshape(n, h, wd, 2).transpose(0, 3, 1, 2)
 
     dff = DeepFeatureFactorization(model, "feat", n_components=2, head="fc")
     fac = dff.factorize(x)

@@ -37,8 +37,8 @@ class Factorization:
     """``(N, k, H, W)`` each concept's strength at the input's resolution (bilinear), divided by
     the image's largest strength over all concepts: in ``[0, 1]`` and comparable across concepts."""
     layer_maps: torch.Tensor
-    """``(N, k, h, w)`` concept strengths at the layer's resolution: the NMF factor ``W``, each
-    concept scaled to peak at 1 over the batch (its scale moved into ``concepts``)."""
+    """``(N, k, h, w)`` concept strengths at the layer's resolution: ``W_ij * ||H_j||``, the norm
+    of concept ``j``'s contribution to the feature vector at each position."""
     reconstruction_error: float
     """``||V - W H||_F`` of the factorised ``(N h w, C)`` activation matrix ``V``."""
     relative_error: float
@@ -88,8 +88,8 @@ class DeepFeatureFactorization(ActivationCAM):
       resolution, the embeddings and, with a ``head``, the classes each concept scores highest
       (the head applied to each embedding as if it were a pooled feature vector, then softmax);
     * ``cam(x)`` / :meth:`explain` return one map per image, like every method: the strength of
-      the dominant concept at each position, ``max_j W[n, j, y, x]``, upsampled and min-max
-      normalised. Targets are resolved (and their scores reported) but do not change the maps:
+      the dominant concept at each position, ``max_j W[(n, y, x), j] * ||H_j||`` (the norm of its
+      contribution to the feature vector there), upsampled and min-max normalised. Targets are resolved (and their scores reported) but do not change the maps:
       DFF is class-agnostic. ``eigen_smooth`` is ignored (the factorisation is already a
       low-rank projection). With several target layers each is factorised on its own.
 
@@ -162,12 +162,13 @@ class DeepFeatureFactorization(ActivationCAM):
         v = acts.clamp_min(0).permute(0, 2, 3, 1).reshape(n * h * w, c)
         res = nmf(v, self.n_components, **self.nmf_options)
         norm = float(torch.linalg.norm(v))
-        # W H = (W / s)(s H): each concept's strength peaks at 1, and its embedding is the feature
-        # vector it contributes there (what the head sees when naming it).
+        # Strength of concept j at position i: the norm of its contribution W_ij H_j to the feature
+        # vector there (free of NMF's scale ambiguity W H = (W / s)(s H)). Its embedding is scaled
+        # to the feature vector it contributes where it is strongest (what the head names).
+        strengths = (res.W * res.H.norm(dim=1)).reshape(n, h, w, -1).permute(0, 3, 1, 2)
         peak = res.W.amax(dim=0)
-        s = torch.where(peak > 0, peak, torch.ones_like(peak))
-        strengths = (res.W / s).reshape(n, h, w, -1).permute(0, 3, 1, 2)
-        return strengths, res.H * s[:, None], res.error, res.error / norm if norm > 0 else 0.0
+        concepts = res.H * torch.where(peak > 0, peak, torch.ones_like(peak))[:, None]
+        return strengths, concepts, res.error, res.error / norm if norm > 0 else 0.0
 
     def layer_map(self, ctx: LayerContext, eigen_smooth: bool) -> torch.Tensor:
         strengths, _, _, _ = self._factor(ctx.activations)
