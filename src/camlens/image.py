@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import InputShapeError, InputTypeError
+from .errors import ArgumentError, InputShapeError, InputTypeError
 
 __all__ = [
     "show_cam_on_image",
@@ -154,12 +154,12 @@ def show_factorization_on_image(
         raise ValueError(f"image_weight must be in [0, 1]; got {image_weight}")
     k = maps.shape[0]
     if labels is not None and len(labels) != k:
-        raise ValueError(f"got {len(labels)} labels for {k} concepts; pass one label per concept")
+        raise ArgumentError(f"got {len(labels)} labels for {k} concepts; pass one label per concept")
     if colors is None:
         cmap = matplotlib.colormaps["gist_rainbow"]
         colors = [cmap(j / k) for j in range(k)]
     if len(colors) != k:
-        raise ValueError(f"got {len(colors)} colours for {k} concepts; pass one colour per concept")
+        raise ArgumentError(f"got {len(colors)} colours for {k} concepts; pass one colour per concept")
     palette = np.array([to_rgb(c) for c in colors], dtype=np.float32)  # (k, 3)
     maps = np.clip(np.nan_to_num(maps), 0.0, 1.0)
     dominant = maps.argmax(axis=0)

@@ -11,7 +11,7 @@ import torch
 
 from .errors import ArgumentError, InputShapeError, InputTypeError
 
-__all__ = ["NMFResult", "nmf"]
+__all__ = ["NMFResult", "check_options", "nmf"]
 
 _INITS = ("nndsvda", "nndsvd", "random")
 
@@ -59,6 +59,18 @@ def _nndsvd(v: torch.Tensor, k: int, fill_zeros: bool) -> tuple[torch.Tensor, to
     return w, h
 
 
+def check_options(n_components: int, max_iter: int, tol: float, init: str) -> None:
+    """Raise :class:`~camlens.errors.ArgumentError` for settings :func:`nmf` does not accept."""
+    if isinstance(n_components, bool) or not isinstance(n_components, int) or n_components < 1:
+        raise ArgumentError(f"n_components must be a positive int; got {n_components!r}")
+    if init not in _INITS:
+        raise ArgumentError(f"init must be one of {list(_INITS)}; got {init!r}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ArgumentError(f"max_iter must be a positive int; got {max_iter!r}")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
+        raise ArgumentError(f"tol must be a number >= 0; got {tol!r}")
+
+
 def nmf(
     v: torch.Tensor,
     n_components: int,
@@ -87,12 +99,7 @@ def nmf(
         raise InputShapeError(f"nmf expects a 2-D (m, n) tensor; got {getattr(v, 'shape', type(v).__name__)}")
     if not v.is_floating_point():
         raise InputTypeError(f"nmf expects a floating tensor; got dtype {v.dtype}")
-    if isinstance(n_components, bool) or not isinstance(n_components, int) or n_components < 1:
-        raise ArgumentError(f"n_components must be a positive int; got {n_components!r}")
-    if init not in _INITS:
-        raise ArgumentError(f"init must be one of {list(_INITS)}; got {init!r}")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise ArgumentError(f"max_iter must be a positive int; got {max_iter!r}")
+    check_options(n_components, max_iter, tol, init)
     v = v.detach()
     if bool((v < 0).any()):
         raise ArgumentError("nmf expects a non-negative matrix; clamp it (v.clamp_min(0)) or shift it first")

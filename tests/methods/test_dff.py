@@ -232,7 +232,7 @@ def test_overlay_errors():
     img = np.zeros((4, 6, 3), dtype=np.float32)
     with pytest.raises(InputShapeError, match=r"maps must be \(k, H, W\)"):
         show_factorization_on_image(img, np.zeros((2, 5, 6)))
-    with pytest.raises(ValueError, match=r"got 1 labels for 2 concepts"):
+    with pytest.raises(ArgumentError, match=r"got 1 labels for 2 concepts"):
         show_factorization_on_image(img, np.zeros((2, 4, 6)), labels=["a"])
 
 
@@ -253,3 +253,10 @@ def test_cli_writes_the_concept_figure(tmp_path, capsys):
     with Image.open(out / "img_dff_concepts.png") as im:
         assert im.mode == "RGB" and im.size[0] > im.size[1]  # overlay + legend panel
     assert np.load(out / "img_dff_cam.npy").shape == (224, 224)
+
+
+def test_nmf_settings_are_checked_when_dff_is_built(small_cnn):
+    with pytest.raises(ArgumentError, match=r"tol must be a number >= 0; got -1"):
+        DeepFeatureFactorization(small_cnn, "block", tol=-1)
+    with pytest.raises(ArgumentError, match=r"init must be one of"):
+        DeepFeatureFactorization(small_cnn, "block", init="svd")

@@ -14,7 +14,7 @@ from .. import postprocess as pp
 from ..engine import CamLensWarning
 from ..errors import ArgumentError, InputTypeError, LayerNotFoundError
 from ..hooks import eval_mode, find_submodule
-from ..nmf import nmf
+from ..nmf import check_options, nmf
 from ..registry import register
 from .base import ActivationCAM, LayerContext
 
@@ -138,8 +138,7 @@ class DeepFeatureFactorization(ActivationCAM):
         **kwargs: Any,
     ) -> None:
         super().__init__(model, target_layers, use_cuda, reshape_transform, **kwargs)
-        if isinstance(n_components, bool) or not isinstance(n_components, int) or n_components < 1:
-            raise ArgumentError(f"n_components must be a positive int; got {n_components!r}")
+        check_options(n_components, max_iter, tol, init)
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise ArgumentError(f"top_k must be a positive int; got {top_k!r}")
         if isinstance(head, str) and head != "auto" and find_submodule(model, head) is None:
@@ -149,7 +148,6 @@ class DeepFeatureFactorization(ActivationCAM):
             )
         if head is not None and not isinstance(head, str) and not callable(head):
             raise InputTypeError(f"head must be a module, a callable, a name, 'auto' or None; got {type(head).__name__}")
-        nmf(torch.ones(1, 1), 1, max_iter=max_iter, tol=tol, init=init, seed=seed)  # validate the settings now
         self.n_components = n_components
         self.head = head
         self.top_k = top_k
