@@ -42,8 +42,9 @@ class SmoothGradCAMpp(GradientCAM):
     with ``ReLU`` of the last sample's gradient instead of ``ReLU(D^1)`` and adds 1e-8 to the
     denominator.
 
-    Cost and memory: ``N * num_samples`` noisy images run as forward + backward (to the target
-    layer only) in chunks of ``batch_size``; a chunk's noisy inputs exist only while it runs. The
+    Cost and memory: one pass on the clean batch (activations, targets), then ``N * num_samples``
+    noisy images run as forward + backward (to the target layer only) in chunks of
+    ``batch_size``; a chunk's noisy inputs exist only while it runs. The
     noise is drawn per sample, shared by every image of the batch (scaled to each image's range),
     so an image gets the same noise alone or in a batch.
 
