@@ -178,3 +178,10 @@ def test_explain_returns_the_fused_map_and_the_images_scores(small_cnn, image_ba
     torch.testing.assert_close(exp.layer_maps[0].flatten(1).argmax(1), exp.cam.flatten(1).argmax(1))
     with torch.no_grad():
         torch.testing.assert_close(exp.scores, small_cnn(image_batch)[:, 1])
+
+
+def test_window_larger_than_the_input_upscales_first(small_cnn, image_batch):
+    sess = SESS(small_cnn, [small_cnn.block], window_size=24, num_scales=2, progress=False)
+    window, sizes, wins = sess.windows(16, 16)
+    assert window == 24 and sizes == [(24, 24), (31, 31)] and len(wins) == 1 + 4
+    assert sess(image_batch, 0).shape == (4, 16, 16)

@@ -159,7 +159,7 @@ class SESS(BaseCAM):
         if self.scales is not None:
             sizes = self.scales
         else:
-            step = int(round(window * self.scale_step_ratio))
+            step = round(window * self.scale_step_ratio)
             sizes = [window + step * i for i in range(self.num_scales)]
         small = [s for s in sizes if s < window]
         if small:
@@ -170,8 +170,6 @@ class SESS(BaseCAM):
         """``(window, sizes (h, w) per scale, windows (scale index, y0, x0))`` for an input of this size."""
         window = self.window_size or min(height, width)
         step = self.step_size or window
-        if window > min(height, width) and self.scales is None:
-            raise ArgumentError(f"window_size {window} is larger than the input's shorter side {min(height, width)}")
         sizes, wins = [], []
         for si, s in enumerate(self.scale_sizes(window)):
             h, w = (s, int(s * width / height)) if height <= width else (int(s * height / width), s)
@@ -268,7 +266,7 @@ class SESS(BaseCAM):
     def _pre_filter(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(kept (K, 2) rows of (image, window), weights (K,))``: each image's top windows, in window
         order, and their calibrated weights ``s / max(s)``."""
-        n, p = scores.shape
+        p = scores.shape[1]
         keep = p - int(p * self.pre_filter_ratio)
         order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :keep]
         mask = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, order, True)
