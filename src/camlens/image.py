@@ -16,6 +16,7 @@ from .errors import ArgumentError, CamLensError, FileFormatError, InputShapeErro
 
 __all__ = [
     "show_cam_on_image",
+    "show_factorization_on_image",
     "apply_colormap",
     "preprocess_image",
     "deprocess_image",
@@ -104,6 +105,93 @@ def show_cam_on_image(
     if peak > 0:
         cam = cam / peak
     return np.uint8(np.clip(np.rint(255 * cam), 0, 255))
+
+
+def show_factorization_on_image(
+    img: np.ndarray,
+    maps: Any,
+    labels: Sequence[str] | None = None,
+    colors: Sequence[Any] | None = None,
+    image_weight: float = 0.5,
+    legend: bool = True,
+) -> np.ndarray:
+    """Draw every concept of a factorisation in its own colour over an image; returns uint8 RGB.
+
+    Each pixel takes the colour of its dominant concept (``argmax`` over ``maps``), scaled by that
+    concept's strength, blended as ``image_weight * img + (1 - image_weight) * colours``. With
+    ``legend`` a panel on the right lists every concept's colour and label (``labels``, default
+    ``"concept j"``), so the result is wider than the image; without it the result is ``(H, W, 3)``.
+
+    Args:
+        img: float RGB image ``(H, W, 3)`` in ``[0, 1]``.
+        maps: ``(k, H, W)`` concept strengths in ``[0, 1]``, e.g. ``Factorization.maps[i]`` of
+            :meth:`camlens.DeepFeatureFactorization.factorize`.
+        labels: one legend line per concept, e.g. ``Factorization.labels(categories)``.
+        colors: one matplotlib colour per concept (default: evenly spaced hues of "gist_rainbow").
+        image_weight: weight of the image in the blend.
+
+    Example::
+
+        fac = DeepFeatureFactorization(model, "layer4", head="fc").factorize(x)
+        save_image("concepts.png", show_factorization_on_image(img, fac.maps[0], fac.labels(categories)))
+    """
+    import matplotlib
+    from matplotlib.colors import to_rgb
+
+    img = _to_numpy(img).astype(np.float32)
+    maps = _to_numpy(maps).astype(np.float32)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise InputShapeError(f"img must be (H, W, 3); got shape {img.shape}")
+    if maps.ndim != 3 or maps.shape[1:] != img.shape[:2]:
+        raise InputShapeError(
+            f"maps must be (k, H, W) with (H, W) = the image's {img.shape[:2]}; got shape {maps.shape} "
+            "(pass one image's maps, e.g. factorization.maps[0])"
+        )
+    if img.max() > 1.0 + 1e-6 or img.min() < -1e-6:
+        raise InputTypeError(
+            f"img must be float in [0, 1]; got values in [{img.min():.3g}, {img.max():.3g}] (divide a uint8 image by 255)"
+        )
+    if not 0.0 <= image_weight <= 1.0:
+        raise ValueError(f"image_weight must be in [0, 1]; got {image_weight}")
+    k = maps.shape[0]
+    if labels is not None and len(labels) != k:
+        raise ArgumentError(f"got {len(labels)} labels for {k} concepts; pass one label per concept")
+    if colors is None:
+        cmap = matplotlib.colormaps["gist_rainbow"]
+        colors = [cmap(j / k) for j in range(k)]
+    if len(colors) != k:
+        raise ArgumentError(f"got {len(colors)} colours for {k} concepts; pass one colour per concept")
+    palette = np.array([to_rgb(c) for c in colors], dtype=np.float32)  # (k, 3)
+    maps = np.clip(np.nan_to_num(maps), 0.0, 1.0)
+    dominant = maps.argmax(axis=0)
+    strength = maps.max(axis=0)
+    painted = palette[dominant] * strength[..., None]
+    out = np.uint8(np.clip(np.rint(255 * (image_weight * img + (1.0 - image_weight) * painted)), 0, 255))
+    if not legend:
+        return out
+    return _with_legend(out, palette, list(labels) if labels is not None else [f"concept {j + 1}" for j in range(k)])
+
+
+def _with_legend(image: np.ndarray, palette: np.ndarray, labels: list[str]) -> np.ndarray:
+    """``image`` with a legend panel (colour patch + label per concept) rendered to its right."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    h, w = image.shape[:2]
+    dpi = 100
+    panel = max(2.5, 0.08 * max(len(t) for t in labels)) if labels else 2.5
+    fig = Figure(figsize=(w / dpi + panel, max(h / dpi, 0.3 * len(labels) + 0.4)), dpi=dpi)
+    FigureCanvasAgg(fig)
+    width = w / dpi + panel
+    ax = fig.add_axes((0, 0, (w / dpi) / width, 1))
+    ax.imshow(image, interpolation="nearest")
+    ax.set_axis_off()
+    handles = [Patch(facecolor=tuple(c), label=t) for c, t in zip(palette, labels)]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=((w / dpi) / width, 0.5), frameon=False, fontsize=9)
+    fig.canvas.draw()
+    rgba = np.asarray(fig.canvas.buffer_rgba())
+    return np.ascontiguousarray(rgba[..., :3])
 
 
 def preprocess_image(

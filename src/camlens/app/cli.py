@@ -110,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=positive_int, default=16, metavar="N",
         help="images per forward pass, also masked inputs per pass for ScoreCAM/AblationCAM (default 16)",
     )
+    ex.add_argument(
+        "--components", type=positive_int, default=4, metavar="K",
+        help="concepts for --method dff (Deep Feature Factorization, default 4); also writes "
+        "IMAGE_dff_concepts.png: every concept in its own colour with a legend of its top classes",
+    )
     ex.add_argument("--output-dir", "-o", default="camlens-output", metavar="DIR", help="where files go (default camlens-output)")
     ex.add_argument("--no-guided", action="store_true", help="skip guided backprop and Guided Grad-CAM images")
     ex.set_defaults(func=cmd_explain)
@@ -218,6 +223,27 @@ def _class_label(index: int, categories: Sequence[str] | None) -> str:
     return str(index)
 
 
+def _method_options(cls: type, args: argparse.Namespace) -> dict[str, Any]:
+    """Constructor options a method takes from the command line (--components for DFF)."""
+    return {"n_components": args.components, "head": "auto"} if hasattr(cls, "factorize") else {}
+
+
+def _write_concepts(cam: Any, x: torch.Tensor, displays: list[np.ndarray], bases: list[Path],
+                    categories: Sequence[str] | None) -> list[Path]:
+    """Factorise the batch and write ``<base>_concepts.png`` per image (overlay + legend)."""
+    from ..image import save_image, show_factorization_on_image
+
+    fac = cam.factorize(x)
+    labels = [f"{j + 1}: {text}" for j, text in enumerate(fac.labels(categories))]
+    written = []
+    for k, (img, base) in enumerate(zip(displays, bases)):
+        path = Path(f"{base}_concepts.png")
+        save_image(path, show_factorization_on_image(img, fac.maps[k], labels=labels))
+        written.append(path)
+        print(f"{cam.name}: {fac.n_components} concepts -> {base}_concepts.png")
+    return written
+
+
 # ---------------------------------------------------------------------------- commands
 def cmd_methods(args: argparse.Namespace) -> int:
     """Print each registered method: name, what it computes, the paper."""
@@ -267,7 +293,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     layers: Any = args.target_layer if args.target_layer else zm.target_layer
     cams = {
-        cls.name: cls(model, target_layers=layers, batch_size=args.batch_size, progress=True) for cls in methods
+        cls.name: cls(model, target_layers=layers, batch_size=args.batch_size, progress=True, **_method_options(cls, args))
+        for cls in methods
     }
     first = next(iter(cams.values()))
     layer_desc = ", ".join(first.target_layer_names)
@@ -326,6 +353,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
                         f"{name}: {args.images[i]} explains class {_class_label(tc[k], categories)} "
                         f"(p={float(probs[k, tc[k]]):.3f}) -> {base}_cam.png"
                     )
+                if hasattr(cam, "factorize"):  # DFF: the concepts with a legend
+                    written += _write_concepts(cam, x, [displays[i] for i in idx],
+                                               [out / f"{stems[i]}{suffix}_{name}" for i in idx], categories)
             for k, i in enumerate(idx):
                 title = f"{Path(args.images[i]).name}\n{_class_label(tc[k], categories)} p={float(probs[k, tc[k]]):.3f}"
                 grids[i].append(FigureRow(displays[i], title, row_maps[i]))
