@@ -200,8 +200,10 @@ def test_errors(x32):
     with pytest.raises(LayerNotFoundError, match="has 0 self-attention children"):
         LeGrad(SmallCNN(), "block")
     model = tv_vit()
+    inner = LeGrad(model, ["encoder.layers[0].self_attention", "encoder.layers[0].ln_1", "encoder.layers[1].ln_1"])
+    assert inner.target_layer_names == ["encoder.layers.encoder_layer_0", "encoder.layers.encoder_layer_1"]
     with pytest.raises(LayerNotFoundError, match="is an attention module; LeGrad needs the transformer block"):
-        LeGrad(model, "encoder.layers[0].self_attention")
+        LeGrad(nn.Sequential(nn.MultiheadAttention(8, 2)), "0")
     with pytest.raises(InputTypeError, match="readout must be a callable"):
         LeGrad(model, readout=3)
     wrapped = nn.Sequential(model)

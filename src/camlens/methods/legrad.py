@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -14,7 +14,7 @@ from torch import nn
 from .. import postprocess as pp
 from ..engine import CamLensWarning, Capture, Engine, OutputAdapter
 from ..errors import CamLensError, InputTypeError, LayerNotFoundError, LayerOutputError
-from ..hooks import HookSet, LayerSpec
+from ..hooks import HookSet, LayerSpec, resolve_layers
 from ..registry import register
 from ..reshape import TokenReshape, model_token_layout
 from ..targets import TargetFn, score_targets
@@ -46,12 +46,28 @@ def attention_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     ]
 
 
+def _enclosing_blocks(
+    model: nn.Module, spec: LayerSpec | Sequence[LayerSpec], blocks: list[tuple[str, nn.Module]]
+) -> list[nn.Module]:
+    """Target layers as blocks: a layer inside a block (its attention, ``ln_1``, ``norm1``, ...)
+    stands for that block, so the target layers other CAM methods use on a ViT work here too."""
+    out: list[nn.Module] = []
+    for name, module in resolve_layers(model, spec):
+        block = module
+        for block_name, candidate in blocks:
+            if name.startswith(block_name + "."):
+                block = candidate
+        if all(block is not b for b in out):
+            out.append(block)
+    return out
+
+
 @dataclass
 class _Captured:
     """What one block left during the forward pass."""
 
-    leaf: torch.Tensor | None = None  # where the gradient is taken: U (timm) or the MHA output
-    value: torch.Tensor | None = None  # V, (N, heads, T, d)
+    leaf: torch.Tensor | None = None  # where the gradient is taken: U (timm) or the MHA output o
+    value: torch.Tensor | None = None  # timm: V (N, heads, T, d); MHA: the value *input* (N, T, C)
     tokens: torch.Tensor | None = None  # the block output z^l, attached to the graph from `leaf` on
 
 
@@ -61,21 +77,20 @@ class _Attention:
 
     With ``U_h = A_h V_h`` (heads concatenated: ``U``) the attention's only use of ``A``,
     ``dS/dA_h = dS/dU_h V_h^T`` exactly; the softmax is never recomputed. ``U`` is captured as the
-    input of timm's ``attn.norm`` / ``attn.proj``; for ``nn.MultiheadAttention`` (whose ``U``
-    never leaves the fused kernel) the gradient at its output ``o = U W_o^T + b`` gives
-    ``dS/dU = dS/do W_o``.
+    input of timm's ``attn.norm`` / ``attn.proj`` (``V`` from ``attn.qkv``'s output); for
+    ``nn.MultiheadAttention`` (whose ``U`` and ``V`` never leave the fused kernel) the gradient at
+    its output ``o = U W_o^T + b_o`` gives ``dS/dU = dS/do W_o`` and ``V = x W_v^T + b_v``.
     """
 
     name: str
     module: nn.Module
-    captured: dict[int, _Captured] = field(default_factory=dict)
 
     @classmethod
     def of_block(cls, name: str, block: nn.Module) -> "_Attention":
         if _is_attention(block):
             raise LayerNotFoundError(
                 f"target layer {name!r} is an attention module; LeGrad needs the transformer block that "
-                f"contains it (its parent, e.g. {name.rsplit('.', 1)[0]!r}) to read the block's output"
+                f"contains it (its parent) to read the block's output"
             )
         found = [c for c in block.children() if _is_attention(c)]
         if len(found) != 1:
@@ -113,18 +128,9 @@ class _Attention:
             q, k, v = (args[i] if len(args) > i else kwargs.get(n) for i, n in enumerate(names))
             if not (q is k and k is v):
                 raise LayerOutputError(f"LeGrad needs self-attention (query is key is value) in {self.name!r}")
-            value = v if m.batch_first else v.transpose(0, 1)
-            e = m.embed_dim
-            if m.in_proj_weight is not None:
-                w = m.in_proj_weight[2 * e :]
-            else:
-                w = m.v_proj_weight
-            b = None if m.in_proj_bias is None else m.in_proj_bias[2 * e :]
-            vals = F.linear(value.detach(), w.detach(), None if b is None else b.detach())
-            n, t, _ = vals.shape
             leaf = self._make_leaf(output[0])
-            store[index] = _Captured(leaf, vals.reshape(n, t, m.num_heads, e // m.num_heads).transpose(1, 2))
-            return (leaf.clone(), *output[1:])
+            store[index] = _Captured(leaf, (v if m.batch_first else v.transpose(0, 1)).detach())
+            return (leaf, *output[1:])  # an in-place op on it downstream would raise, not corrupt
 
         return hook
 
@@ -141,23 +147,40 @@ class _Attention:
         def hook(consumer: nn.Module, args: tuple) -> tuple:
             leaf = self._make_leaf(args[0])
             store[index].leaf = leaf
-            return (leaf.clone(), *args[1:])
+            return (leaf, *args[1:])
 
         return hook
 
     # -- arithmetic
     def relevance(self, grad: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-        """``E^l (N, T) = mean over heads h and queries i of ReLU(dS/dA[h, i, :])``."""
+        """``E^l (N, T) = 1/(H T) sum_h sum_i ReLU(dS/dA[h, i, :])`` from the gradient at the leaf."""
         m = self.module
-        if isinstance(m, nn.MultiheadAttention):
-            if not m.batch_first:
-                grad = grad.transpose(0, 1)
-            grad = grad @ m.out_proj.weight.detach()  # dS/dU from dS/do
+        mha = isinstance(m, nn.MultiheadAttention)
+        if mha and not m.batch_first:
+            grad = grad.transpose(0, 1)
         n, t, _ = grad.shape
-        heads, d = value.shape[1], value.shape[-1]
-        g = grad.reshape(n, t, heads, d).transpose(1, 2)  # (N, heads, T, d)
-        d_attn = g @ value.transpose(-1, -2)  # (N, heads, T queries, T keys)
-        return d_attn.clamp_min(0).mean(dim=(1, 2))
+        # Queries whose gradient is zero in every image add nothing (a class-token readout leaves one).
+        rows = grad.ne(0).any(dim=2).any(dim=0).nonzero().flatten()
+        g = grad[:, rows]
+        if not mha:
+            heads, d = value.shape[1], value.shape[-1]
+            g = g.reshape(n, len(rows), heads, d).transpose(1, 2)  # (N, heads, queries, d)
+            return (g @ value.transpose(-1, -2)).clamp_min(0).sum(dim=2).mean(dim=1) / t
+        e, heads = m.embed_dim, m.num_heads
+        d = e // heads
+        g = (g @ m.out_proj.weight.detach().to(g.dtype)).reshape(n, len(rows), heads, d)  # dS/dU on those queries
+        w_v = (m.in_proj_weight[2 * e :] if m.in_proj_weight is not None else m.v_proj_weight).detach().to(g.dtype)
+        b_v = None if m.in_proj_bias is None else m.in_proj_bias[2 * e :].detach().to(g.dtype)
+        if len(rows) * heads <= e:
+            # Few queries: dS/dA[h, i, j] = x_j . (W_vh^T g_hi) + b_vh . g_hi, never forming V.
+            proj = torch.einsum("nrhd,hdc->nrhc", g, w_v.reshape(heads, d, -1))
+            d_attn = torch.einsum("nrhc,ntc->nhrt", proj, value)
+            if b_v is not None:
+                d_attn = d_attn + torch.einsum("nrhd,hd->nhr", g, b_v.reshape(heads, d))[..., None]
+        else:
+            v = F.linear(value, w_v, b_v).reshape(n, t, heads, d).transpose(1, 2)  # (N, heads, T, d)
+            d_attn = g.transpose(1, 2) @ v.transpose(-1, -2)
+        return d_attn.clamp_min(0).sum(dim=2).mean(dim=1) / t
 
 
 # ----------------------------------------------------------------------------- readout
@@ -170,7 +193,7 @@ def default_readout(model: nn.Module) -> Readout:
         and isinstance(getattr(model, "heads", None), nn.Module)
         and isinstance(getattr(model, "class_token", None), torch.Tensor)
     ):
-        return lambda z: model.heads(model.encoder.ln(z)[:, 0])
+        return lambda z: model.heads(model.encoder.ln(z[:, :1])[:, 0])  # LayerNorm is per token
     if callable(getattr(model, "forward_head", None)) and isinstance(getattr(model, "norm", None), nn.Module):
         return lambda z: model.forward_head(model.norm(z))
     raise CamLensError(
@@ -294,7 +317,8 @@ class LeGrad(BaseCAM):
     or max); ``eigen_smooth`` does not apply and is ignored; ``aug_smooth`` works. Works with
     torchvision ``VisionTransformer`` and timm ViT/DeiT (``blocks[i].attn``); any other model with
     such blocks needs ``readout=``. Models without attention blocks raise ``LayerNotFoundError``.
-    ``reshape_transform`` (default: :class:`~camlens.reshape.TokenReshape` from the model) lays
+    A target layer inside a block (``"blocks[-1].norm1"``, the layer other methods use on a ViT)
+    stands for its block. ``reshape_transform`` (default: :class:`~camlens.reshape.TokenReshape` from the model) lays
     the ``(N, T, 1)`` relevance of the keys out on the patch grid.
 
     Paper: Bousselham, Boggust, Chaybouti, Strobelt & Kuehne, "LeGrad: An Explainability Method for
@@ -325,8 +349,9 @@ class LeGrad(BaseCAM):
             raise InputTypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
         if readout is not None and not callable(readout):
             raise InputTypeError(f"readout must be a callable tokens -> model output; got {type(readout).__name__}")
-        if target_layers is None and kwargs.get("target_layer") is None:
-            blocks = attention_blocks(model)
+        spec = target_layers if target_layers is not None else kwargs.pop("target_layer", None)
+        blocks = attention_blocks(model)
+        if spec is None:
             if not blocks:
                 raise LayerNotFoundError(
                     f"LeGrad explains vision transformers, and {type(model).__name__} has no transformer block with "
@@ -334,6 +359,8 @@ class LeGrad(BaseCAM):
                     "'blocks[i].attn'); use a CAM method such as GradCAM for this model"
                 )
             target_layers = [m for _, m in blocks]
+        else:
+            target_layers = _enclosing_blocks(model, spec, blocks)
         if reshape_transform is None:
             layout = model_token_layout(model)
             reshape_transform = TokenReshape(layout[0], layout[1], strict=False) if layout else TokenReshape()
