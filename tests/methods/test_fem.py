@@ -25,7 +25,7 @@ def naive_fem(acts: np.ndarray, k_sigma: float) -> np.ndarray:
             sigma = (sum((v - mu) ** 2 for v in vals) / len(vals)) ** 0.5
             for p in range(h):
                 for q in range(w):
-                    if acts[i, ch, p, q] > mu + k_sigma * sigma:
+                    if acts[i, ch, p, q] >= mu + k_sigma * sigma:
                         out[i, p, q] += mu
     return out
 
@@ -44,13 +44,13 @@ class Passthrough(nn.Module):
 
 def test_fem_by_hand():
     # channel 0: mean 1, std sqrt(3): with k=1 only the 4 passes the threshold 2.73 -> weight 1.
-    # channel 1: mean 3, std 1 (values 2, 4): nothing is strictly above 4 -> no contribution.
+    # channel 1: mean 3, std 1 (values 2, 4): with k=1 the two 4s reach the threshold 4 -> weight 3.
     # channel 2: mean 2, std sqrt(12)=3.46: with k=1 only the 8 passes 5.46 -> weight 2.
     a = torch.tensor([[[[0.0, 0.0], [0.0, 4.0]], [[2.0, 4.0], [2.0, 4.0]], [[8.0, 0.0], [0.0, 0.0]]]])
     exp = FEM(Passthrough(3), ["feat"], k_sigma=1).explain(a, target_category=0)
-    expected = torch.tensor([[[2.0, 0.0], [0.0, 1.0]]])
+    expected = torch.tensor([[[2.0, 3.0], [0.0, 4.0]]])
     torch.testing.assert_close(exp.layer_maps[0], expected)
-    torch.testing.assert_close(exp.cam, expected / 2)
+    torch.testing.assert_close(exp.cam, expected / 4)
 
 
 @pytest.mark.parametrize("k_sigma", [2.0, 1.0, 0.5])
@@ -101,3 +101,10 @@ def test_fem_differs_from_peer_only_by_its_weighting():
     np.testing.assert_allclose(PeerWeightingFEM(model, [layer])(x), theirs, atol=1e-4)
     ours = FEM(model, [layer])(x)
     assert min(correlations(ours, theirs)) < 0.99  # the definitions really differ
+
+
+def test_fem_warns_when_the_threshold_is_out_of_reach(tiny, tiny_input):
+    small = torch.randn(2, 2, 2, 2)  # 4 positions: at most sqrt(3) std above the mean < 2
+    with pytest.warns(UserWarning, match="has only 4 positions"):
+        exp = FEM(Passthrough(2), ["feat"]).explain(small, target_category=0)
+    assert float(exp.layer_maps[0].abs().max()) == 0.0

@@ -111,3 +111,10 @@ def test_kpca_errors(small_cnn):
         KPCACAM(small_cnn, "block", kernel="laplacian")
     with pytest.raises(InputTypeError, match="gamma must be a positive number"):
         KPCACAM(small_cnn, "block", gamma=-1.0)
+
+
+def test_kpca_warns_when_the_kernel_is_constant(small_cnn, image_batch):
+    cam = KPCACAM(small_cnn, "block", kernel="sigmoid", gamma=1e-30)  # tanh(1e-30 <x, y> + 1): constant
+    with pytest.warns(UserWarning, match="kernel matrix of layer 'block' is zero"):
+        exp = cam.explain(image_batch)
+    assert float(exp.layer_maps[0].abs().max()) == 0.0

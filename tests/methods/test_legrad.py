@@ -228,3 +228,9 @@ def test_aug_smooth_and_eigen_smooth(x32):
     out = cam(x32, 1, aug_smooth=True)
     assert out.shape == (3, 32, 32) and np.isfinite(out).all() and out.max() == pytest.approx(1.0)
     np.testing.assert_array_equal(cam(x32, 1, eigen_smooth=True), cam(x32, 1))  # documented: ignored
+
+
+def test_constant_target_warns_and_gives_blank_maps(x32):
+    with pytest.warns(UserWarning, match="does not depend on its attention"):
+        exp = LeGrad(tv_vit()).explain(x32, [lambda out: torch.tensor(1.0)] * 3)
+    assert float(exp.cam.abs().max()) == 0.0

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from .. import postprocess as pp
+from ..engine import CamLensWarning
 from ..errors import CamLensError, InputTypeError
 from ..registry import register
 from .base import ActivationCAM, LayerContext
@@ -52,14 +55,17 @@ def kernel_pca_first_component(
     The Gram matrix is centred in feature space, ``Kc = K - 1K - K1 + 1K1`` (``1``: the ``P x P``
     matrix of ``1/P``); with ``(lambda, alpha)`` its top eigenpair (``|alpha| = 1``), the scores are
     ``Kc alpha / sqrt(lambda) = sqrt(lambda) * alpha`` (what scikit-learn's
-    ``KernelPCA(n_components=1).fit_transform`` returns, up to sign). Computed in float64.
+    ``KernelPCA(n_components=1).fit_transform`` returns, up to sign). Computed in float64; a top
+    eigenvalue below ``1e-12 * P * max|K|`` (a constant kernel, up to rounding) gives zeros.
     """
     k = kernel_matrix(x.double(), kernel, gamma, degree, coef0)
+    scale = k.abs().amax(dim=(1, 2)) * k.shape[-1]
     k = k - k.mean(dim=1, keepdim=True) - k.mean(dim=2, keepdim=True) + k.mean(dim=(1, 2), keepdim=True)
     k = 0.5 * (k + k.transpose(1, 2))  # exact symmetry for eigh
     with pp._single_lapack_thread(k.device):
         vals, vecs = torch.linalg.eigh(k)  # ascending
-    top = vals[:, -1:].clamp_min(0)
+    top = vals[:, -1:]
+    top = torch.where(top > 1e-12 * scale[:, None], top, torch.zeros_like(top))  # rounding noise of a constant kernel
     return (vecs[:, :, -1] * top.sqrt()).to(x.dtype)
 
 
@@ -113,4 +119,14 @@ class KPCACAM(ActivationCAM):
         x = acts.reshape(n, c, h * w).transpose(1, 2)
         x = torch.nan_to_num(x - x.mean(dim=1, keepdim=True))
         proj = kernel_pca_first_component(x, self.kernel, self.gamma, self.degree, self.coef0)
+        flat = proj.abs().amax(dim=1).eq(0) & x.flatten(1).abs().amax(dim=1).gt(0)
+        if bool(flat.any()):
+            warnings.warn(
+                f"KPCA-CAM: the centred {self.kernel} kernel matrix of layer {ctx.name!r} is zero for image(s) "
+                f"{flat.nonzero().flatten().tolist()[:8]} (activations around {float(x.abs().amax()):.3g} make the "
+                f"kernel constant at gamma={self.gamma if self.gamma is not None else 1.0 / c:.3g}), so the map is "
+                "blank; pass a gamma suited to the activations' scale or kernel='cosine' (scale-free)",
+                CamLensWarning,
+                stacklevel=4,
+            )
         return pp.align_sign(proj, acts.sum(dim=1)).reshape(n, h, w)

@@ -261,7 +261,10 @@ class _LeGradEngine(Engine):
             per_layer = [self.readout(store[i].tokens) for i in range(len(self.layers))]
             total = sum(score_targets(cap.targets, logits).sum() for logits in per_layer)
             leaves = [store[i].leaf for i in range(len(self.layers))]
-            grads = torch.autograd.grad(total, leaves, allow_unused=True)
+            if isinstance(total, torch.Tensor) and total.requires_grad:
+                grads = torch.autograd.grad(total, leaves, allow_unused=True)
+            else:  # the targets ignore the output: every map is zero (warned below)
+                grads = tuple(None for _ in leaves)
         if self.check_readout:
             self._check(per_layer[-1].detach(), cap.outputs)
         maps = []
