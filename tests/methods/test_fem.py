@@ -108,3 +108,9 @@ def test_fem_warns_when_the_threshold_is_out_of_reach(tiny, tiny_input):
     with pytest.warns(UserWarning, match="has only 4 positions"):
         exp = FEM(Passthrough(2), ["feat"]).explain(small, target_category=0)
     assert float(exp.layer_maps[0].abs().max()) == 0.0
+
+
+def test_on_vit_tokens_with_reshape_transform():
+    from ._vit import check_on_vit_tokens
+
+    check_on_vit_tokens(FEM, k_sigma=1)

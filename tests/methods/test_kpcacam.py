@@ -118,3 +118,9 @@ def test_kpca_warns_when_the_kernel_is_constant(small_cnn, image_batch):
     with pytest.warns(UserWarning, match="kernel matrix of layer 'block' is zero"):
         exp = cam.explain(image_batch)
     assert float(exp.layer_maps[0].abs().max()) == 0.0
+
+
+def test_on_vit_tokens_with_reshape_transform():
+    from ._vit import check_on_vit_tokens
+
+    check_on_vit_tokens(KPCACAM, kernel="rbf")

@@ -56,3 +56,9 @@ def test_randomcam_errors(small_cnn):
     if torch.cuda.is_available():
         with pytest.raises(CamLensError, match="CPU torch.Generator"):
             RandomCAM(small_cnn, "block", generator=torch.Generator(device="cuda"))
+
+
+def test_on_vit_tokens_with_reshape_transform():
+    from ._vit import check_on_vit_tokens
+
+    check_on_vit_tokens(RandomCAM)

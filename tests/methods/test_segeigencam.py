@@ -63,3 +63,9 @@ def test_matches_peer():
     assert min(correlations(ours, theirs)) >= 0.99
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
     assert torch.is_grad_enabled()
+
+
+def test_on_vit_tokens_with_reshape_transform():
+    from ._vit import check_on_vit_tokens
+
+    check_on_vit_tokens(SegEigenCAM)

@@ -306,7 +306,8 @@ class LeGrad(BaseCAM):
         map   = minmax( mean_l E^l )   on the patch grid (prefix tokens dropped)
 
     Per layer, the gradient is taken of *that layer's* score w.r.t. *that layer's* attention map
-    (later layers do not feed in). Exact: ``dS/dA_h = dS/dU_h V_h^T`` with ``U_h = A_h V_h``, so
+    (later layers do not feed in). With a class-token readout only the class token's query row
+    carries gradient, so ``E^l`` is read out at the class token: ``1/(H T) sum_h ReLU(ds^l/dA^l[h, 0, :])``. Exact: ``dS/dA_h = dS/dU_h V_h^T`` with ``U_h = A_h V_h``, so
     the (possibly fused) softmax is never recomputed and no module is replaced; one forward pass
     and one backward pass through the post-attention half of each block.
 
