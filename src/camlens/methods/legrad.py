@@ -307,8 +307,8 @@ class LeGrad(BaseCAM):
 
     Per layer, the gradient is taken of *that layer's* score w.r.t. *that layer's* attention map
     (later layers do not feed in). With a class-token readout only the class token's query row
-    carries gradient, so ``E^l`` is read out at the class token: ``1/(H T) sum_h ReLU(ds^l/dA^l[h, 0, :])``. Exact: ``dS/dA_h = dS/dU_h V_h^T`` with ``U_h = A_h V_h``, so
-    the (possibly fused) softmax is never recomputed and no module is replaced; one forward pass
+    carries gradient, so ``E^l`` is read out at the class token: ``1/(H T) sum_h ReLU(ds^l/dA^l[h, 0, :])``.
+    Exact: ``dS/dA_h = dS/dU_h V_h^T`` with ``U_h = A_h V_h``, so the (possibly fused) softmax is never recomputed and no module is replaced; one forward pass
     and one backward pass through the post-attention half of each block.
 
     Choices where the paper leaves room: the per-layer readout is the model's head (class token
@@ -320,10 +320,11 @@ class LeGrad(BaseCAM):
     Several target layers are merged *before* normalisation (``combine``: mean, as in the paper,
     or max); ``eigen_smooth`` does not apply and is ignored; ``aug_smooth`` works. Works with
     torchvision ``VisionTransformer`` and timm ViT/DeiT (``blocks[i].attn``); any other model with
-    such blocks needs ``readout=``. Models without attention blocks raise ``LayerNotFoundError``.
+    such blocks needs ``readout=`` (tokens ``(N, T, C)`` -> the scores the targets read, i.e. the
+    model output after ``output_adapter``). Models without attention blocks raise ``LayerNotFoundError``.
     A target layer inside a block (``"blocks[-1].norm1"``, the layer other methods use on a ViT)
-    stands for its block. ``reshape_transform`` (default: :class:`~camlens.reshape.TokenReshape` from the model) lays
-    the ``(N, T, 1)`` relevance of the keys out on the patch grid.
+    stands for its block. ``reshape_transform`` (default: :class:`~camlens.reshape.TokenReshape`
+    from the model) lays the ``(N, T, 1)`` relevance of the keys out on the patch grid.
 
     Paper: Bousselham, Boggust, Chaybouti, Strobelt & Kuehne, "LeGrad: An Explainability Method for
     Vision Transformers via Feature Formation Sensitivity", 2024, arXiv:2404.03214 (ICCV 2025).
@@ -366,14 +367,12 @@ class LeGrad(BaseCAM):
         else:
             target_layers = _enclosing_blocks(model, spec, blocks)
         if reshape_transform is None:
-            layout = model_token_layout(model)
-            reshape_transform = TokenReshape(layout[0], layout[1], strict=False) if layout else TokenReshape()
+            reshape_transform = TokenReshape.from_model(model) if model_token_layout(model) else TokenReshape()
         super().__init__(model, target_layers, use_cuda, reshape_transform, **kwargs)
         attentions = [_Attention.of_block(name, block) for name, block in self.layers]
         self.readout = readout if readout is not None else default_readout(model)
         # The default readout of the model's last block must reproduce the model's output: checked.
-        all_blocks = attention_blocks(model)
-        check = readout is None and bool(all_blocks) and all_blocks[-1][1] is self.layers[-1][1]
+        check = readout is None and bool(blocks) and blocks[-1][1] is self.layers[-1][1]
         self.engine = _LeGradEngine(model, self.layers, attentions, self.readout, check, self.output_adapter)
 
     def layer_map(self, ctx: LayerContext, eigen_smooth: bool) -> torch.Tensor:
