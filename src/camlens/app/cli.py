@@ -292,6 +292,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
         _note("note: --weights none gives a randomly initialised model; its classes and maps mean nothing")
 
     layers: Any = args.target_layer if args.target_layer else zm.target_layer
+    if any(n.strip().lower() == "all" for n in args.method or []):  # 'all': the methods that apply to this model
+        explicit = {get_method(n) for n in args.method if n.strip().lower() != "all"}
+        for cls in list(methods):
+            reason = cls.unsupported_reason(model)
+            if reason and cls not in explicit:
+                methods.remove(cls)
+                _note(f"note: --method all skips {cls.name}: {reason}")
     cams = {
         cls.name: cls(model, target_layers=layers, batch_size=args.batch_size, progress=True, **_method_options(cls, args))
         for cls in methods

@@ -54,6 +54,8 @@ class LayerContext:
     targets: list[TargetFn]
     scores: torch.Tensor
     outputs: torch.Tensor
+    index: int = 0
+    """Position of this layer in ``target_layers`` (methods that share work across layers use it)."""
 
 
 @dataclass
@@ -228,6 +230,13 @@ class BaseCAM:
         self.progress = progress
         self.engine = Engine(model, self.layers, output_adapter, allow_nonfinite=allow_nonfinite)
 
+    @classmethod
+    def unsupported_reason(cls, model: nn.Module) -> str | None:
+        """Why this method cannot explain ``model`` at all (``None``: it can). Methods tied to an
+        architecture (LeGrad: attention blocks) override it; ``camlens explain --method all`` skips
+        the methods that give a reason."""
+        return None
+
     # ---------------------------------------------------------------- public API
     @property
     def target_layers(self) -> list[nn.Module]:
@@ -340,6 +349,7 @@ class BaseCAM:
                 targets=cap.targets,
                 scores=cap.scores,
                 outputs=cap.outputs,
+                index=i,
             )
             maps.append(self.layer_map(ctx, eigen_smooth))
         return maps

@@ -153,7 +153,7 @@ class SmoothGradCAMpp(GradientCAM):
     def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
         # All layers' derivatives come from the same noisy passes: computed at the first layer,
         # handed to the others, dropped after the last.
-        index = self.target_layer_names.index(ctx.name)
+        index = ctx.index
         if index == 0 or self._moments is None:
             self._moments = self.noisy_moments(ctx)
         try:
