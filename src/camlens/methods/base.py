@@ -24,7 +24,7 @@ from torch import nn
 from .. import postprocess as pp
 from ..engine import CamLensWarning, Capture, Engine, OutputAdapter
 from ..errors import CamLensError, InputTypeError, LayerOutputError
-from ..hooks import LayerSpec, eval_mode, resolve_layers
+from ..hooks import LayerSpec, eval_mode, resolve_layers, unwrap_model
 from ..smoothing import AUGMENTATIONS, IDENTITY_INDEX, augment, deaugment_mean
 from ..targets import TargetFn, targets_from_categories
 
@@ -73,6 +73,36 @@ class Explanation:
     def numpy(self) -> np.ndarray:
         """The final maps as a float32 numpy array ``(N, H, W)``."""
         return self.cam.detach().float().cpu().numpy()
+
+    # -- notebooks: an Explanation shows itself as a grid (rows: images; columns: CAM, each layer)
+    def figure(self, images: torch.Tensor | np.ndarray | None = None, **kwargs: Any) -> Any:
+        """A matplotlib figure of the maps, laid over ``images`` when given (see
+        :func:`camlens.image.maps_figure`); needs matplotlib."""
+        from ..image import maps_figure
+
+        return maps_figure(self, images, **kwargs)
+
+    def _repr_png_(self) -> bytes | None:
+        """Jupyter: the maps as a PNG heat-map grid with the targets named (``None`` without matplotlib)."""
+        try:
+            from ..image import figure_png
+
+            return figure_png(self.figure())
+        except ImportError:
+            return None
+
+    def _repr_html_(self) -> str | None:
+        """Jupyter: the PNG grid plus one line naming the layers and the batch."""
+        import base64
+        import html
+
+        png = self._repr_png_()
+        if png is None:
+            return None
+        layers = ", ".join(self.layer_names) or f"{len(self.layer_maps)} layer(s)"
+        caption = html.escape(f"Explanation of {self.cam.shape[0]} image(s) at {layers}, maps {tuple(self.cam.shape[-2:])}")
+        data = base64.b64encode(png).decode("ascii")
+        return f'<figure><img src="data:image/png;base64,{data}"/><figcaption>{caption}</figcaption></figure>'
 
 
 def _warn_blank_gradients(grads: torch.Tensor, raw: torch.Tensor, name: str) -> None:
@@ -136,6 +166,7 @@ class BaseCAM:
     ) -> None:
         if not isinstance(model, nn.Module):
             raise InputTypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+        model = unwrap_model(model)  # compiled / DataParallel / DDP: explain the eager original (README)
         ignored = set(compat) - {"compute_input_gradient", "uses_gradients", "tta_transforms"}
         if ignored:
             raise TypeError(f"{type(self).__name__}() got unexpected keyword argument(s): {sorted(ignored)}")
