@@ -166,7 +166,6 @@ class BaseCAM:
     ) -> None:
         if not isinstance(model, nn.Module):
             raise InputTypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-        model = unwrap_model(model)  # compiled / DataParallel / DDP: explain the eager original (README)
         ignored = set(compat) - {"compute_input_gradient", "uses_gradients", "tta_transforms"}
         if ignored:
             raise TypeError(f"{type(self).__name__}() got unexpected keyword argument(s): {sorted(ignored)}")
@@ -174,7 +173,7 @@ class BaseCAM:
             raise CamLensError("pass either target_layers or target_layer, not both")
         if combine not in ("mean", "max", "sum"):
             raise ValueError(f"combine must be 'mean', 'max' or 'sum'; got {combine!r}")
-        self.model = model
+        self.model = unwrap_model(model)  # compiled / DataParallel / DDP: explain the eager original (README)
         if use_cuda:
             self._move_to_cuda(model)
         spec = target_layers if target_layers is not None else target_layer
@@ -195,7 +194,7 @@ class BaseCAM:
         self.batch_size = batch_size
         self.combine = combine
         self.progress = progress
-        self.engine = Engine(model, self.layers, output_adapter)
+        self.engine = Engine(self.model, self.layers, output_adapter)
 
     # ---------------------------------------------------------------- public API
     @property
