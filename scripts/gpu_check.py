@@ -139,34 +139,28 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time(fn: Callable[[], object], device: torch.device, reps: int) -> float:
-    """Best of ``reps`` timed calls; one call only when the first (untimed warm-up excluded) is slow."""
+def _measure(fn: Callable[[], object], device: torch.device, reps: int) -> tuple[float, float | None]:
+    """``(seconds, peak MiB)``: best of ``1 + reps`` calls (one call only when it takes over 2 s);
+    peak memory above what was allocated before the first call (CUDA only, else ``None``)."""
     _sync(device)
+    if device.type == "cuda":
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
     fn()
     _sync(device)
-    first = time.perf_counter() - t0
-    if first > 2.0:
-        return first
-    best = first
+    best = time.perf_counter() - t0
+    peak = None
+    if device.type == "cuda":
+        peak = round((torch.cuda.max_memory_allocated(device) - before) / 2**20, 1)
+    if best > 2.0:
+        return best, peak
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
         _sync(device)
         best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def _peak_mib(fn: Callable[[], object], device: torch.device) -> float | None:
-    """Peak memory above what was allocated before ``fn`` (CUDA only)."""
-    if device.type != "cuda":
-        return None
-    _sync(device)
-    before = torch.cuda.memory_allocated(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    fn()
-    _sync(device)
-    return round((torch.cuda.max_memory_allocated(device) - before) / 2**20, 1)
+    return best, peak
 
 
 def run_benchmark(budget: float) -> dict[str, Any]:
@@ -199,8 +193,9 @@ def run_benchmark(budget: float) -> dict[str, Any]:
             with torch.no_grad():
                 model(x)
 
-        t_fwd = _time(forward, device, reps=5)
-        rows.append(_row("forward", batch, t_fwd, t_fwd, _peak_mib(forward, device)))
+        forward()  # warm-up: cuDNN algorithm choice, allocator
+        t_fwd, peak = _measure(forward, device, reps=5)
+        rows.append(_row("forward", batch, t_fwd, t_fwd, peak))
         for name in methods:
             previous = last_time.get(name)
             if previous is not None:
@@ -213,9 +208,8 @@ def run_benchmark(budget: float) -> dict[str, Any]:
             kwargs: dict[str, Any] = {"progress": False, "batch_size": chunk}
             layers = None if name == "fullgrad" else [model.layer4[-1]]
             cam = cls(model, target_layers=layers, **kwargs) if layers is not None else cls(model, **kwargs)
-            t = _time(lambda: cam.explain(x, targets), device, reps=3)
+            t, peak = _measure(lambda: cam.explain(x, targets), device, reps=3)
             last_time[name] = t
-            peak = _peak_mib(lambda: cam.explain(x, targets), device) if t < 30 else None
             rows.append(_row(name, batch, t, t_fwd, peak))
     return {
         "device": str(device),

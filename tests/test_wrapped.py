@@ -264,3 +264,54 @@ def test_cli_quiet_anywhere_silences_progress(monkeypatch, argv):
     monkeypatch.setattr(cli, "cmd_methods", lambda args: seen.append(is_silenced()) or 0)
     assert cli.main(argv) == 0
     assert seen == [True] and not is_silenced()
+
+
+# ---------------------------------------------------------------- aug_smooth's out-of-memory fallback (CPU stand-in)
+class _OOMAboveTwo(nn.Module):
+    """Raises torch.OutOfMemoryError for batches over ``limit`` images (the six-copy batch), after
+    allocating a tensor that stands for the partial batch's activations (watched by weakref)."""
+
+    def __init__(self, limit: int = 2) -> None:
+        super().__init__()
+        self.limit = limit
+        torch.manual_seed(0)
+        self.block = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 3)
+        self.failed: list = []
+        self.alive_during_fallback: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import weakref
+
+        partial = torch.empty(x.shape[0], 1000)
+        if x.shape[0] > self.limit:
+            self.failed.append(weakref.ref(partial))
+            raise torch.OutOfMemoryError("stand-in for CUDA out of memory")
+        self.alive_during_fallback += [r() is not None for r in self.failed]
+        return self.fc(self.block(x).mean((2, 3)))
+
+
+def test_aug_smooth_oom_fallback_gives_the_same_map():
+    from camlens.engine import CamLensWarning
+
+    model = _OOMAboveTwo().eval()
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(CamLensWarning, match="did not fit in memory together"):
+        lean = GradCAM(model, "block").explain(x, target_category=[0, 1], aug_smooth=True).cam
+    plain = _OOMAboveTwo(limit=100).eval()  # same weights, never raises
+    full = GradCAM(plain, "block").explain(x, target_category=[0, 1], aug_smooth=True).cam
+    torch.testing.assert_close(lean, full, atol=1e-6, rtol=0)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="base.py runs the lean path inside the `except` block, whose traceback keeps the failed "
+    "batch's tensors alive; on a GPU the fallback then needs that memory plus its own. Fix: leave the "
+    "except block before the lean path (set a flag, run it after). Remove this mark once fixed.",
+)
+def test_aug_smooth_oom_fallback_frees_the_failed_batch_first():
+    model = _OOMAboveTwo().eval()
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(Warning):
+        GradCAM(model, "block").explain(x, target_category=[0, 1], aug_smooth=True)
+    assert model.alive_during_fallback and not any(model.alive_during_fallback)
