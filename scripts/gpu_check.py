@@ -106,6 +106,10 @@ def run_tests(timeout: float) -> dict[str, Any]:
         result["output_tail"] = output[-4000:]
         if xml.exists():
             result.update(_parse_junit(xml))
+    if "names" in result:  # issue #20: at least one CUDA test per registered method
+        from camlens import available_methods
+
+        result["methods_without_cuda_test"] = [m for m in available_methods() if not any(f"[{m}]" in n for n in result["names"])]
     return result
 
 
@@ -124,6 +128,7 @@ def _parse_junit(path: Path) -> dict[str, Any]:
         else:
             passed += 1
     return {
+        "names": [case.get("name", "?") for case in cases],
         "collected": len(cases),
         "passed": passed,
         "failed": len(failed),
@@ -248,6 +253,8 @@ def render(report: dict[str, Any]) -> str:
             f"{tests['skipped']} skipped in {tests.get('seconds')} s"
         )
         lines += [f"FAILED {f['test']}: {f['message']}" for f in tests["failures"]]
+        if tests.get("methods_without_cuda_test"):
+            lines.append(f"registered methods without a CUDA test: {', '.join(tests['methods_without_cuda_test'])}")
         lines += [f"skipped x{n}: {reason}" for reason, n in tests["skip_reasons"].items()]
     if "error" in tests:
         lines.append(f"ERROR: {tests['error']}")
