@@ -64,6 +64,21 @@ def test_compiled_model_is_explained_through_its_eager_original(resnet18, x32):
     assert calls == []  # the OptimizedModule's forward (the compiled graph) never ran
 
 
+def test_generic_automatic_layer_on_compiled_model_probes_the_original(image_batch):
+    model = SmallCNN().eval()
+    compiled = torch.compile(model)
+    calls = []
+    handle = compiled.register_forward_pre_hook(lambda m, a: calls.append(1))
+    try:
+        choice = auto_target_layers(compiled)
+        cam = GradCAM(compiled).explain(image_batch).cam
+    finally:
+        handle.remove()
+    assert calls == [] and choice.family == "generic"
+    assert choice.names == auto_target_layers(model).names and not choice.names[0].startswith("_orig_mod")
+    torch.testing.assert_close(cam, GradCAM(model).explain(image_batch).cam, atol=1e-6, rtol=0)
+
+
 def test_typo_on_compiled_model_suggests_names_without_prefix(resnet18):
     with pytest.raises(ValueError, match=r"'layer5' is not in ResNet; close matches: 'layer4'"):
         GradCAM(torch.compile(resnet18), "layer5")
