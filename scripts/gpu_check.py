@@ -37,7 +37,10 @@ from typing import Any, Callable
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-import torch  # noqa: E402
+try:
+    import torch
+except ImportError:  # pragma: no cover - the machine's Python must bring torch
+    sys.exit(f"gpu_check: {sys.executable} has no torch; run it with a Python that has torch (make gpu-check PYTHON=...)")
 
 METHODS = ("gradcam", "scorecam", "ablationcam", "fullgrad")
 
