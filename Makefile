@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.camlens-installed
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo test test-slow bench gpu-check clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q $(TORCH_PINS) "grad-cam>=1.4" || echo "grad-cam not installable: peer columns skipped"
 	$(BIN)/python benchmarks/run.py
+
+# The device check runs on the machine's own Python (no venv, no downloads): the CUDA tests and a
+# GPU benchmark, report in $(OUT)/gpu-check.txt and .json. PYTHON=... picks another interpreter.
+OUT ?= gpu-check-output
+gpu-check:
+	PYTHONPATH=src $(PYTHON) scripts/gpu_check.py $(OUT)
 
 clean:
 	rm -rf $(VENV) demo-output build src/*.egg-info

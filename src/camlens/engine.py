@@ -245,7 +245,7 @@ class Capture:
     outputs: torch.Tensor
     """The adapted model output ``(N, ...)``."""
     scores: torch.Tensor
-    """The target score of each image ``(N,)``."""
+    """The target score of each image ``(N,)``, float32 (float64 for a float64 model)."""
     targets: list[TargetFn]
     """The target of each image (resolved from ``target_category`` when not given)."""
     activations: list[torch.Tensor]
@@ -366,7 +366,7 @@ class Engine:
                     gradients = self._gradients(scores, activations)
         return Capture(
             outputs=outputs.detach(),
-            scores=scores.detach(),
+            scores=scores.detach().to(torch.promote_types(scores.dtype, torch.float32)),  # autocast, half: float32
             targets=list(targets),
             activations=[a.detach() for a in activations],
             gradients=gradients,

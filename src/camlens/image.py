@@ -24,6 +24,9 @@ __all__ = [
     "load_image",
     "save_image",
     "resize_and_crop",
+    "show_maps",
+    "maps_figure",
+    "figure_png",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
 ]
@@ -405,3 +408,151 @@ def save_image(path: str | Path, img: np.ndarray, *, palette: bool = False) -> P
     with atomic_path(path) as tmp:
         im.save(tmp, optimize=True) if path.suffix.lower() == ".png" else im.save(tmp)
     return path
+
+
+# ---------------------------------------------------------------------- notebooks: maps beside images
+def _display_images(images: Any, n: int) -> list[np.ndarray | None]:
+    """``n`` float RGB ``(H, W, 3)`` images in ``[0, 1]`` for display, or ``None`` entries without images.
+
+    Takes ``(N, 3, H, W)`` tensors/arrays (channels first, as models take them) or ``(N, H, W, 3)``;
+    values outside ``[0, 1]`` (a normalised model input) are min-max rescaled per image for display.
+    """
+    if images is None:
+        return [None] * n
+    arr = _to_numpy(images).astype(np.float32)
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim == 4 and arr.shape[1] in (1, 3) and arr.shape[3] not in (1, 3):
+        arr = arr.transpose(0, 2, 3, 1)
+    if arr.ndim != 4 or arr.shape[3] not in (1, 3) or arr.shape[0] != n:
+        raise InputShapeError(
+            f"images must be {n} images (N, 3, H, W) or (N, H, W, 3) to match the maps; got shape {arr.shape}"
+        )
+    if arr.shape[3] == 1:
+        arr = np.repeat(arr, 3, axis=3)
+    out: list[np.ndarray | None] = []
+    for img in arr:
+        if img.min() < 0.0 or img.max() > 1.0:
+            span = float(img.max() - img.min())
+            img = (img - img.min()) / span if span > 0 else np.zeros_like(img)
+        out.append(img)
+    return out
+
+
+def _map_columns(maps: Any) -> tuple[list[np.ndarray], list[str], list[str] | None]:
+    """``(columns of (N, H, W) maps in [0, 1], column titles, per-image target labels or None)``."""
+    if hasattr(maps, "cam") and hasattr(maps, "layer_maps"):  # an Explanation
+        from . import postprocess as pp
+
+        size = tuple(maps.cam.shape[-2:])
+        cols = [_to_numpy(maps.cam)]
+        names = list(getattr(maps, "layer_names", []) or [])
+        titles = ["CAM" + (" (layers combined)" if len(maps.layer_maps) > 1 else "")]
+        if len(maps.layer_maps) > 1:
+            for i, raw in enumerate(maps.layer_maps):
+                m = pp.minmax_normalize(pp.upsample(pp.relu(raw.detach().float()), size))
+                cols.append(_to_numpy(m))
+                titles.append(names[i] if i < len(names) else f"layer {i}")
+        elif names:
+            titles[0] = f"CAM at {names[0]}"
+        labels = [_target_label(t) for t in maps.targets]
+        return cols, titles, labels
+    if isinstance(maps, dict):
+        return [_to_numpy(v) for v in maps.values()], [str(k) for k in maps], None
+    if isinstance(maps, (list, tuple)):
+        return [_to_numpy(v) for v in maps], [f"map {i}" for i in range(len(maps))], None
+    return [_to_numpy(maps)], ["CAM"], None
+
+
+def _target_label(target: Any) -> str:
+    category = getattr(target, "category", None)
+    if isinstance(category, (int, np.integer)):
+        return f"class {int(category)}"
+    return type(target).__name__
+
+
+def maps_figure(
+    maps: Any,
+    images: Any = None,
+    *,
+    max_images: int = 8,
+    colormap: Any = "jet",
+    image_weight: float = 0.5,
+    cell: float = 2.0,
+) -> Any:
+    """A matplotlib ``Figure``: one row per image, the image first, then each map laid over it.
+
+    Args:
+        maps: an :class:`~camlens.Explanation` (its CAM and, for several layers, each layer's map),
+            one ``(N, H, W)`` map batch (tensor or array), a list of them, or a dict
+            ``{title: maps}`` (e.g. one entry per method).
+        images: the batch the maps explain, ``(N, 3, H, W)`` or ``(N, H, W, 3)``; normalised inputs
+            are rescaled to ``[0, 1]`` per image for display. ``None``: maps alone, as heat maps.
+        max_images: rows shown at most (the first images of the batch).
+        colormap, image_weight: as :func:`show_cam_on_image`.
+        cell: size of one panel in inches.
+
+    The figure is built without ``pyplot`` (no global state); a notebook shows it when it is the
+    cell's value. Needs matplotlib (``camlens[image]``).
+    """
+    from matplotlib.figure import Figure
+
+    cols, titles, labels = _map_columns(maps)
+    cols = [c[None] if c.ndim == 2 else c for c in cols]
+    n = cols[0].shape[0]
+    if any(c.ndim != 3 or c.shape[0] != n for c in cols):
+        raise InputShapeError(f"every map batch must be (N, H, W) with the same N; got {[c.shape for c in cols]}")
+    shown = min(n, max(1, int(max_images)))
+    imgs = _display_images(images, n)[:shown]
+    has_images = images is not None
+    ncols = len(cols) + int(has_images)
+    fig = Figure(figsize=(cell * ncols, cell * shown), layout="constrained")
+    axes = fig.subplots(shown, ncols, squeeze=False)
+    for r in range(shown):
+        row_label = f"image {r}" + (f": {labels[r]}" if labels else "")
+        if has_images:
+            axes[r, 0].imshow(imgs[r])
+            axes[r, 0].set_title("image" if r == 0 else "", fontsize=8)
+            axes[r, 0].set_ylabel(row_label, fontsize=8)
+        for j, col in enumerate(cols):
+            ax = axes[r, j + int(has_images)]
+            m = np.nan_to_num(col[r].astype(np.float32))
+            img = imgs[r]
+            if img is not None and img.shape[:2] == m.shape:
+                ax.imshow(show_cam_on_image(img, np.clip(m, 0, 1), use_rgb=True, colormap=colormap, image_weight=image_weight))
+            else:
+                ax.imshow(apply_colormap(np.clip(m, 0, 1), colormap))
+            if r == 0:
+                ax.set_title(titles[j], fontsize=8)
+            if j == 0 and not has_images:
+                ax.set_ylabel(row_label, fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if shown < n:
+        fig.suptitle(f"first {shown} of {n} images", fontsize=8)
+    return fig
+
+
+def show_maps(images: Any, maps: Any, **kwargs: Any) -> Any:
+    """Show ``maps`` beside a batch of ``images`` in one call (notebooks, scripts): returns the figure.
+
+    Same arguments as :func:`maps_figure` (``images`` first). Example::
+
+        exp = GradCAM(model, "layer4").explain(x)
+        show_maps(x, exp)                                       # image | CAM overlay, per row
+        show_maps(x, {"gradcam": a, "scorecam": b})             # one column per method
+    """
+    return maps_figure(maps, images, **kwargs)
+
+
+def figure_png(fig: Any, dpi: int = 80) -> bytes:
+    """PNG bytes of a matplotlib figure (Agg canvas, no pyplot)."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()

@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--traceback", action="store_true", help="show the full traceback on errors (debugging)")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bars or progress lines (accepted anywhere on the line)"
+    )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     ex = sub.add_parser(
@@ -450,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     show_tb = "--traceback" in argv
+    quiet = "--quiet" in argv
+    argv = [a for a in argv if a != "--quiet"]  # accepted after the sub-command too
     try:
         parser = build_parser()
         try:
@@ -460,7 +465,10 @@ def main(argv: list[str] | None = None) -> int:
         if func is None:
             parser.print_help(sys.stderr)
             return exitcodes.USAGE_ERROR
-        return int(func(args) or exitcodes.OK)
+        from ..progress import silenced
+
+        with silenced(quiet):
+            return int(func(args) or exitcodes.OK)
     except KeyboardInterrupt as exc:
         _err(exitcodes.describe(exc))
         return exitcodes.INTERRUPTED
