@@ -20,6 +20,7 @@ from ..devices import resolve_device
 from ..errors import CamLensError
 from ..registry import available_methods, get_method
 from .evaluate import register_cli as register_evaluate
+from .runs import register_cli as register_run
 from .options import device_arg, positive_int
 
 __all__ = ["main", "build_parser"]
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     de.set_defaults(func=cmd_demo)
 
     register_evaluate(sub)
+    register_run(sub)
     return parser
 
 
