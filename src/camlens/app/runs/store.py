@@ -38,7 +38,7 @@ import numpy as np
 
 from ...errors import CamLensError
 
-__all__ = ["RunStore", "RunReader", "open_run", "part_name", "ITEMS_FILE", "CONFIG_FILE"]
+__all__ = ["NotARunError", "RunStore", "RunReader", "open_run", "part_name", "ITEMS_FILE", "CONFIG_FILE"]
 
 CONFIG_FILE = "run.json"
 ITEMS_FILE = "items.parquet"
@@ -49,6 +49,10 @@ SUMMARY_JSON = "summary.json"
 SUMMARY_TXT = "summary.txt"
 UNITS_KEY = b"camlens.units"
 FORMAT_VERSION = 1
+
+
+class NotARunError(CamLensError, FileNotFoundError):
+    """The folder given to the reader is not the output folder of ``camlens run``."""
 
 
 def _pa() -> Any:
@@ -325,7 +329,7 @@ class RunReader:
         self.root = Path(root)
         cfg = self.root / CONFIG_FILE
         if not cfg.is_file():
-            raise CamLensError(f"{str(self.root)!r} is not a camlens run folder (no {CONFIG_FILE}); pass the -o folder of `camlens run`")
+            raise NotARunError(f"{str(self.root)!r} is not a camlens run folder (no {CONFIG_FILE}); pass the -o folder of `camlens run`")
         self.config: dict[str, Any] = json.loads(cfg.read_text())
         self._index: dict[str, int] | None = None
 
