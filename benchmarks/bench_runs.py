@@ -30,13 +30,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import print_table  # noqa: E402
+from common import print_table
 
-from camlens.app.runs import RunOptions, execute  # noqa: E402
-from camlens.app.runs.data import ImageDataset, collate, discover  # noqa: E402
-from camlens.app.evaluate import Geometry  # noqa: E402
-from camlens.app.zoo import load_model  # noqa: E402
-from camlens.devices import resolve_device  # noqa: E402
+from camlens.app.evaluate import Geometry
+from camlens.app.runs import RunOptions, execute
+from camlens.app.runs.data import ImageDataset, collate, discover
+from camlens.app.zoo import load_model
+from camlens.devices import resolve_device
 
 
 def _write_images(folder: Path, n: int) -> None:

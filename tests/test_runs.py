@@ -6,6 +6,7 @@ exact: units hold the same images whatever the number of processes, so the numbe
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -20,16 +21,16 @@ pa = pytest.importorskip("pyarrow")
 zarr = pytest.importorskip("zarr")
 pytest.importorskip("PIL")
 
-from PIL import Image  # noqa: E402
+from PIL import Image
 
-from camlens import GradCAM  # noqa: E402
-from camlens.app import runs  # noqa: E402
-from camlens.app.runs import RunOptions, execute  # noqa: E402
-from camlens.app.runs.data import discover  # noqa: E402
-from camlens.app.runs.loop import CRASH_ENV  # noqa: E402
-from camlens.errors import CamLensError  # noqa: E402
-from camlens.image import load_image  # noqa: E402
-from camlens.targets import ClassifierOutputTarget  # noqa: E402
+from camlens import GradCAM
+from camlens.app import runs
+from camlens.app.runs import RunOptions, execute
+from camlens.app.runs.data import discover
+from camlens.app.runs.loop import CRASH_ENV
+from camlens.errors import CamLensError
+from camlens.image import load_image
+from camlens.targets import ClassifierOutputTarget
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -81,7 +82,7 @@ def _env(**extra: str) -> dict[str, str]:
 def _torchrun(nproc: int, data: Path, out: Path, model: Path, *extra: str, env: dict[str, str] | None = None):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            "-m", "camlens", "run", str(data), "--model", str(model), "-o", str(out), *ARGS, *extra]
-    return subprocess.run(cmd, env=env or _env(), capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, env=env or _env(), capture_output=True, text=True, timeout=300, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +159,7 @@ def test_resume_after_orphaned_error_rows(dataset, reference, tmp_path):
     env = _env(**{CRASH_ENV: "3"})  # dies while committing unit 3, the one with the corrupt image
     cmd = [sys.executable, "-m", "camlens", "run", str(data), "--model", str(model), "-o", str(out), *ARGS,
            "--flush-every", "1"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 17, proc.stderr[-2000:]
     assert [p.name for p in (out / "errors").iterdir()] == ["part-u000000003-n000004.parquet"]
     assert len(list((out / "table").glob("part-*"))) == 3
@@ -199,10 +200,11 @@ def test_reader_map_is_the_methods_cam(reference, dataset):
     """Upsampling the stored float16 layer map gives GradCAM's own map to float16 precision."""
     data, model_file = dataset
     run = runs.open(reference)
-    ns: dict = {}
-    exec(model_file.read_text(), ns)
-    torch.manual_seed(0)
-    model = ns["load"]().eval()
+    spec = importlib.util.spec_from_file_location("tiny_model_for_test", model_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(0)  # the run's --seed: the same random weights
+    model = module.load().eval()
     img = torch.from_numpy(load_image(data / "c" / "3.png")).permute(2, 0, 1)[None]
     img = torch.nn.functional.interpolate(img, size=(16, 16), mode="bilinear", align_corners=False, antialias=True)
     x = (img.clamp(0, 1) - 0.5) / 0.25
@@ -213,7 +215,7 @@ def test_reader_map_is_the_methods_cam(reference, dataset):
     np.testing.assert_allclose(got, want.cam[0].numpy(), atol=2e-3)
     small = run.map("c/3.png", "gradcam", upsample=False)
     assert small.shape == (8, 8) and float(small.max()) == 1.0 and float(small.min()) >= 0.0
-    row = [r for r in run.table().to_pylist() if r["image_id"] == "c/3.png" and r["method"] == "gradcam"][0]
+    row = next(r for r in run.table().to_pylist() if r["image_id"] == "c/3.png" and r["method"] == "gradcam")
     assert row["score"] == pytest.approx(float(want.scores[0]), rel=1e-6)
     with pytest.raises(CamLensError, match="close matches: 'c/3.png'"):
         run.map("c/3.jpg", "gradcam")

@@ -22,9 +22,9 @@ reader lives here, as ``camlens.app.runs.open``.)
 from .loop import RunOptions, RunResult, execute
 from .store import RunReader, open_run
 
-open = open_run  # noqa: A001 - ``runs.open(path)`` reads like ``zarr.open`` / ``pyarrow.dataset``
+open = open_run
 
-__all__ = ["open", "open_run", "RunReader", "RunOptions", "RunResult", "execute", "register_cli"]
+__all__ = ["RunOptions", "RunReader", "RunResult", "execute", "open", "open_run", "register_cli"]
 
 
 def register_cli(subparsers: object) -> None:

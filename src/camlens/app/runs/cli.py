@@ -13,7 +13,7 @@ from ..evaluate import METRICS, _floats3, format_table
 from ..options import device_arg, positive_int
 from .loop import METRIC_ALIASES, TARGET_CHOICES, RunOptions, execute
 
-__all__ = ["register_cli", "cmd_run"]
+__all__ = ["cmd_run", "register_cli"]
 
 EPILOG = """\
 examples:

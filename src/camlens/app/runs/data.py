@@ -41,7 +41,7 @@ from ...errors import CamLensError
 from ...image import load_image, preprocess_image
 from ..evaluate import IMAGE_SUFFIXES, Geometry
 
-__all__ = ["Item", "Source", "discover", "ImageDataset", "Batch", "collate"]
+__all__ = ["Batch", "ImageDataset", "Item", "Source", "collate", "discover"]
 
 MANIFEST_SUFFIXES = (".jsonl", ".json", ".csv")
 
@@ -236,11 +236,6 @@ class Collate:
     def __call__(self, samples: list[tuple[int, Any, Any, str | None]]) -> Batch:
         good = [s for s in samples if s[3] is None]
         errors = [(s[0], str(s[3])) for s in samples if s[3] is not None]
-        shapes = {s[1].shape for s in good}
-        if len(shapes) > 1:  # the geometry makes one size; a model file without --image-size may not
-            keep = max(shapes, key=lambda sh: sum(s[1].shape == sh for s in good))
-            errors += [(s[0], f"size {s[1].shape[:2]} after preprocessing differs from the batch's {keep[:2]}; pass --image-size") for s in good if s[1].shape != keep]
-            good = [s for s in good if s[1].shape == keep]
         x = preprocess_image(np.stack([s[1] for s in good]), self.mean, self.std) if good else None
         return Batch([s[0] for s in good], x, [s[2] for s in good], sorted(errors))
 

@@ -13,6 +13,7 @@ the store (:mod:`camlens.app.runs.store`). When every rank is done, rank 0 write
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -31,13 +32,20 @@ from ...image import IMAGENET_MEAN, IMAGENET_STD
 from ...metrics import center_baseline
 from ...registry import get_method
 from ...targets import ClassifierOutputTarget
-from ..evaluate import CENTER, METRICS, Geometry, _check_names, _load_model_file, _make_metrics
+from ..evaluate import (
+    CENTER,
+    METRICS,
+    Geometry,
+    _check_names,
+    _load_model_file,
+    _make_metrics,
+)
 from .data import ImageDataset, Item, collate, discover
 from .shard import Shard, my_units, setup
 from .store import RunReader, RunStore
 from .summary import format_summary, summarise
 
-__all__ = ["RunOptions", "RunResult", "execute", "METRIC_ALIASES", "TARGET_CHOICES", "CRASH_ENV"]
+__all__ = ["CRASH_ENV", "METRIC_ALIASES", "TARGET_CHOICES", "RunOptions", "RunResult", "execute"]
 
 METRIC_ALIASES = {
     "pointing": "pointing_game",
@@ -215,7 +223,7 @@ def _prepare(opts: RunOptions, store: RunStore, ctx: dict[str, Any]) -> dict[str
 
 
 def _values(t: torch.Tensor) -> list[float | None]:
-    return [None if v != v else float(v) for v in t.detach().double().cpu().tolist()]
+    return [None if math.isnan(v) else float(v) for v in t.detach().double().cpu().tolist()]
 
 
 def execute(opts: RunOptions) -> RunResult:
@@ -382,7 +390,7 @@ def _execute(opts: RunOptions, shard: Shard) -> RunResult:
                     rows["method"].append(name)
                     rows["target"].append(kind)
                     rows["class"].append(int(classes[k]))
-                    rows["score"].append(None if scores[k] != scores[k] else float(scores[k]))
+                    rows["score"].append(None if math.isnan(scores[k]) else float(scores[k]))
                     for mname in metrics:
                         rows[mname].append(vals[mname][k])
         if blocks:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -26,7 +26,7 @@ import torch
 from ...devices import resolve_device
 from ...errors import CamLensError
 
-__all__ = ["Shard", "setup", "my_units"]
+__all__ = ["Shard", "my_units", "setup"]
 
 
 @dataclass
@@ -36,7 +36,7 @@ class Shard:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
-    device: torch.device = torch.device("cpu")
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     distributed: bool = False
     """True when a process group was created (world size > 1)."""
 

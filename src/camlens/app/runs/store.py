@@ -38,7 +38,7 @@ import numpy as np
 
 from ...errors import CamLensError
 
-__all__ = ["NotARunError", "RunStore", "RunReader", "open_run", "part_name", "ITEMS_FILE", "CONFIG_FILE"]
+__all__ = ["CONFIG_FILE", "ITEMS_FILE", "NotARunError", "RunReader", "RunStore", "open_run", "part_name"]
 
 CONFIG_FILE = "run.json"
 ITEMS_FILE = "items.parquet"
@@ -58,7 +58,7 @@ class NotARunError(CamLensError, FileNotFoundError):
 def _pa() -> Any:
     try:
         import pyarrow as pa
-        import pyarrow.parquet  # noqa: F401
+        import pyarrow.parquet
     except ImportError:
         raise CamLensError("camlens run writes Parquet tables: pip install 'camlens[runs]' (pyarrow, zarr)") from None
     return pa

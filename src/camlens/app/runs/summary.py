@@ -13,7 +13,7 @@ from typing import Any
 
 from ..evaluate import format_table
 
-__all__ = ["summarise", "format_summary"]
+__all__ = ["format_summary", "summarise"]
 
 
 def summarise(table: Any, methods: Sequence[str], targets: Sequence[str], metrics: Sequence[str]) -> list[dict[str, Any]]:
