@@ -79,8 +79,9 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _torchrun(nproc: int, data: Path, out: Path, model: Path, *extra: str, env: dict[str, str] | None = None):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+def _torchrun(nproc: int, data: Path, out: Path, model: Path, *extra: str, env: dict[str, str] | None = None,
+              launcher: tuple[str, ...] = ()):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *launcher,
            "-m", "camlens", "run", str(data), "--model", str(model), "-o", str(out), *ARGS, *extra]
     return subprocess.run(cmd, env=env or _env(), capture_output=True, text=True, timeout=300, check=False)
 
@@ -150,6 +151,19 @@ def test_crash_midway_then_resume_with_other_process_count(dataset, reference, t
     result = _run_inprocess(_options(data, out, model, flush_every=2))
     assert result.complete and result.images < 22
     _same_run(reference, out)
+
+
+@pytest.mark.slow
+def test_torchrun_max_restarts_finishes_a_crashed_job(dataset, reference, tmp_path):
+    """torchrun restarts the workers after the crash; the second attempt resumes and completes."""
+    data, model = dataset
+    # TORCH_DISABLE_SHARE_RDZV_TCP_STORE: see docs/scale.md (pytorch/pytorch#135712)
+    env = _env(**{CRASH_ENV: "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"})
+    proc = _torchrun(2, data, tmp_path / "elastic2", model, "--flush-every", "1", env=env,
+                     launcher=("--max-restarts", "1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "exitcode: 17" in proc.stderr  # the first attempt crashed; the restart completed the job
+    _same_run(reference, tmp_path / "elastic2")
 
 
 def test_resume_after_orphaned_error_rows(dataset, reference, tmp_path):

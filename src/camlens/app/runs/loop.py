@@ -60,7 +60,9 @@ METRIC_ALIASES = {
 TARGET_CHOICES = ("auto", "label", "pred", "both")
 CRASH_ENV = "CAMLENS_RUN_CRASH_AFTER_UNITS"
 """Test hook: a process that has committed this many units dies (``os._exit(17)``) while committing
-the next one, after its maps and error rows are written and before its table part is."""
+the next one, after its maps and error rows are written and before its table part is. Under
+torchrun only in the first attempt (``TORCHELASTIC_RESTART_COUNT`` 0), so ``--max-restarts`` can
+finish the job."""
 
 
 @dataclass
@@ -109,6 +111,7 @@ class RunResult:
     """Images this rank handled (explained or recorded as errors) in this call."""
     errors: int
     seconds: float
+    """Wall time of this rank's share (from its first batch request to its last commit)."""
     complete: bool = False
     """Rank 0: every unit is finished (the summary was written)."""
     summary: list[dict[str, Any]] = field(default_factory=list)
@@ -236,7 +239,6 @@ def execute(opts: RunOptions) -> RunResult:
 
 
 def _execute(opts: RunOptions, shard: Shard) -> RunResult:
-    t_start = time.perf_counter()
     if opts.targets not in TARGET_CHOICES:
         raise CamLensError(f"--target must be one of {', '.join(TARGET_CHOICES)}; got {opts.targets!r}")
     if opts.batch_size < 1 or opts.flush_every < 1:
@@ -296,6 +298,8 @@ def _execute(opts: RunOptions, shard: Shard) -> RunResult:
     )
 
     crash_after = os.environ.get(CRASH_ENV)
+    if os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") != "0":
+        crash_after = None
     committed = [0]
     if crash_after is not None:
         def _crash() -> None:
@@ -314,6 +318,7 @@ def _execute(opts: RunOptions, shard: Shard) -> RunResult:
     start_parts = store.part_names() if bar is not None and shard.world > 1 else set()
     last_poll = time.monotonic()
     mine = errors = 0
+    t_start = time.perf_counter()
     need_forward = "label" in kinds
 
     for unit, batch in zip(units, loader):
@@ -419,7 +424,7 @@ def _execute(opts: RunOptions, shard: Shard) -> RunResult:
         rate = mine / seconds if seconds > 0 else 0.0
         print(
             f"camlens run: rank {shard.rank}/{shard.world} on {device} finished its share: {mine} images "
-            f"({errors} unreadable) in {seconds:.1f} s ({rate:.1f} images/s)",
+            f"({errors} unreadable) in {seconds:.1f} s ({rate:.2f} images/s, after setup)",
             file=sys.stderr,
         )
     result = RunResult(Path(opts.output), shard.rank, shard.world, mine, errors, seconds)

@@ -16,6 +16,7 @@ the world size and a restart with another process count computes bit-for-bit the
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -112,6 +113,18 @@ def setup(device: str = "auto", timeout_minutes: float = 360.0) -> Shard:
             dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
     shard = Shard(rank, world, local_rank, dev, False)
+    if (
+        rank == 0
+        and _env_int("TORCHELASTIC_MAX_RESTARTS", 0) > 0
+        and _env_int("TORCHELASTIC_RESTART_COUNT", 0) == 0
+        and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    ):
+        warnings.warn(
+            "torchrun --max-restarts with its shared rendezvous store can hand a restarted process group the "
+            "previous attempt's addresses, so the restart fails to connect (pytorch/pytorch#135712, seen with "
+            "torch 2.14); launch torchrun with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in its environment",
+            stacklevel=2,
+        )
     if world > 1:
         import torch.distributed as dist
 
