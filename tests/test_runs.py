@@ -306,3 +306,25 @@ def test_cli_registers_run():
 
     args = build_parser().parse_args(["run", "data", "-o", "out", "--method", "gradcam", "--metrics", "pointing"])
     assert args.func.__name__ == "cmd_run" and args.batch_size == 32 and args.target == "auto"
+
+
+def test_restart_on_changed_data_is_refused(tmp_path, dataset):
+    _, model = dataset
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(2):
+        Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(folder / f"{i}.png")
+    assert _run_inprocess(_options(folder, tmp_path / "o", model, metrics=[])).complete
+    Image.new("RGB", (8, 8)).save(folder / "2.png")
+    with pytest.raises(CamLensError, match="was started on 2 images and the data now lists 3"):
+        _run_inprocess(_options(folder, tmp_path / "o", model, metrics=[]))
+
+
+def test_shares_are_disjoint_and_cover_the_pending_units():
+    from camlens.app.runs.shard import Shard, my_units
+
+    pending = [0, 3, 4, 7, 8, 9, 12]
+    for world in (1, 2, 3, 8):
+        shares = [my_units(pending, Shard(rank=r, world=world)) for r in range(world)]
+        assert sorted(u for s in shares for u in s) == pending
+        assert max(map(len, shares)) - min(map(len, shares)) <= 1
