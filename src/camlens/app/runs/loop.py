@@ -229,6 +229,104 @@ def _values(t: torch.Tensor) -> list[float | None]:
     return [None if math.isnan(v) else float(v) for v in t.detach().double().cpu().tolist()]
 
 
+@dataclass
+class _UnitWork:
+    """Explains and scores one work unit: rows for the table, map blocks for Zarr, error rows."""
+
+    items: list[Item]
+    kinds: list[str]
+    methods: list[str]
+    names: list[str]
+    """The methods, then the centre baseline when metrics are asked for."""
+    metrics: list[str]
+    cams: dict[str, Any]
+    scorers: dict[tuple[str, str], dict[str, Any]]
+    map_sizes: list[tuple[int, int]]
+    """Layer-resolution map size per target layer; empty when no maps are stored."""
+    device: torch.device
+    batch_size: int
+    columns: list[str]
+
+    def unit(self, batch: Any, unit: int) -> tuple[dict[str, list[Any]], dict[str, np.ndarray], list[dict[str, Any]]]:
+        items = self.items
+        start = unit * self.batch_size
+        length = min(len(items), start + self.batch_size) - start
+        err_rows = [
+            {"image_id": items[i].image_id, "index": i, "unit": unit, "path": items[i].path, "reason": reason}
+            for i, reason in batch.errors
+        ]
+        blocks = {
+            f"{m}/{k}/{j}": np.full((length, *hw), np.nan, dtype=np.float32)
+            for m in self.methods for k in self.kinds for j, hw in enumerate(self.map_sizes)
+        }
+        rows: dict[str, list[Any]] = {f: [] for f in self.columns}
+        if batch.x is None:  # every image of the unit failed to load
+            return rows, blocks, err_rows
+        x = batch.x.to(self.device, non_blocking=True)
+        n, idx = x.shape[0], batch.indices
+        local = np.asarray(idx) - start
+        labels = [items[i].label for i in idx]
+        has_boxes = any(b is not None and len(b) > 0 for b in batch.boxes)
+        boxes = [b if b is not None else np.zeros((0, 4)) for b in batch.boxes]
+        preds: list[int] | None = None
+        if "label" in self.kinds:  # the prediction column needs its own forward
+            logits = next(iter(self.cams.values())).engine.forward_outputs(x)
+            if logits.dim() != 2:
+                raise CamLensError(f"the model returned shape {tuple(logits.shape)}; camlens run needs (N, classes)")
+            preds = logits.argmax(dim=1).tolist()
+        results: list[tuple[str, str, list[int], list[float], dict[str, list[float | None]]]] = []
+        for kind in self.kinds:
+            classes = labels if kind == "label" else preds
+            target_t = None
+            for name in self.names:
+                if name == CENTER:
+                    maps = center_baseline(n, tuple(x.shape[-2:]), device=self.device)
+                    scores = [float("nan")] * n
+                else:
+                    cam = self.cams[name]
+                    if classes is None:  # predicted class, picked by this first pass
+                        exp = cam.explain(x, target_category=None)
+                        preds = classes = [int(t.category) for t in exp.targets]  # type: ignore[attr-defined]
+                    else:
+                        exp = cam.explain(x, [ClassifierOutputTarget(int(c)) for c in classes])
+                    maps, scores = exp.cam, exp.scores.double().cpu().tolist()
+                    for j, hw in enumerate(self.map_sizes):
+                        raw = exp.layer_maps[j]
+                        if tuple(raw.shape[-2:]) != hw:
+                            raise CamLensError(
+                                f"{name} returned a {tuple(raw.shape[-2:])} map for layer {j}; the run stores "
+                                f"{hw} (images of one run must share a size)"
+                            )
+                        m = pp.relu(raw) if cam.apply_relu else raw
+                        blocks[f"{name}/{kind}/{j}"][local] = pp.minmax_normalize(m).cpu().numpy()
+                if target_t is None:
+                    target_t = torch.tensor(classes, device=self.device)
+                vals: dict[str, list[float | None]] = {}
+                for mname, metric in self.scorers[(name, kind)].items():
+                    if METRICS[mname][1]:  # localisation: maps and boxes
+                        vals[mname] = _values(metric.update(maps, boxes=boxes)) if has_boxes else [None] * n
+                    else:  # faithfulness: the model on the masked input
+                        vals[mname] = _values(metric.update(x, maps, target_t))
+                    metric.reset()  # per-image values go to the table; nothing accumulates
+                results.append((name, kind, list(classes), scores, vals))  # type: ignore[arg-type]
+        for name, kind, classes, scores, vals in results:
+            for k, i in enumerate(idx):
+                it = items[i]
+                rows["image_id"].append(it.image_id)
+                rows["index"].append(i)
+                rows["unit"].append(unit)
+                rows["path"].append(it.path)
+                rows["label"].append(it.label)
+                rows["prediction"].append(preds[k] if preds is not None else None)
+                rows["method"].append(name)
+                rows["target"].append(kind)
+                rows["class"].append(int(classes[k]))
+                rows["score"].append(None if math.isnan(scores[k]) else float(scores[k]))
+                for mname in self.metrics:
+                    rows[mname].append(vals[mname][k])
+        return rows, blocks, err_rows
+
+
 def execute(opts: RunOptions) -> RunResult:
     """Run (or resume) a dataset run in this process; under torchrun, every rank calls this."""
     shard = setup(opts.device, opts.dist_timeout_minutes)
@@ -319,85 +417,15 @@ def _execute(opts: RunOptions, shard: Shard) -> RunResult:
     last_poll = time.monotonic()
     mine = errors = 0
     t_start = time.perf_counter()
-    need_forward = "label" in kinds
 
+    work = _UnitWork(
+        items=items, kinds=kinds, methods=methods, names=names, metrics=metrics, cams=cams, scorers=scorers,
+        map_sizes=map_sizes if opts.maps else [], device=device, batch_size=bsz, columns=store.schema.names,
+    )
     for unit, batch in zip(units, loader):
         start = unit * bsz
         length = min(n_items, start + bsz) - start
-        err_rows = [
-            {"image_id": items[i].image_id, "index": i, "unit": unit, "path": items[i].path, "reason": reason}
-            for i, reason in batch.errors
-        ]
-        blocks = {
-            f"{m}/{k}/{j}": np.full((length, *hw), np.nan, dtype=np.float32)
-            for m in methods for k in kinds for j, hw in enumerate(map_sizes)
-        } if opts.maps else {}
-        rows: dict[str, list[Any]] = {f: [] for f in store.schema.names}
-        if batch.x is not None:
-            x = batch.x.to(device, non_blocking=True)
-            n = x.shape[0]
-            idx = batch.indices
-            local = np.asarray(idx) - start
-            labels = [items[i].label for i in idx]
-            has_boxes = [b is not None and len(b) > 0 for b in batch.boxes]
-            boxes = [b if b is not None else np.zeros((0, 4)) for b in batch.boxes]
-            preds: list[int] | None = None
-            if need_forward:
-                logits = first.engine.forward_outputs(x)
-                if logits.dim() != 2:
-                    raise CamLensError(f"model {model_name!r} returned shape {tuple(logits.shape)}; camlens run needs (N, classes)")
-                preds = logits.argmax(dim=1).tolist()
-            per_row: list[tuple[str, str, list[int], list[float], dict[str, list[float | None]]]] = []
-            for kind in kinds:
-                classes = labels if kind == "label" else preds
-                target_t = None
-                for name in names:
-                    if name == CENTER:
-                        maps = center_baseline(n, tuple(x.shape[-2:]), device=device)
-                        scores = [float("nan")] * n
-                    else:
-                        cam = cams[name]
-                        if classes is None:  # predicted class, picked by this first pass
-                            exp = cam.explain(x, target_category=None)
-                            preds = classes = [int(t.category) for t in exp.targets]  # type: ignore[attr-defined]
-                        else:
-                            exp = cam.explain(x, [ClassifierOutputTarget(int(c)) for c in classes])
-                        maps, scores = exp.cam, exp.scores.double().cpu().tolist()
-                        for j, raw in enumerate(exp.layer_maps):
-                            if not opts.maps:
-                                break
-                            if tuple(raw.shape[-2:]) != map_sizes[j]:
-                                raise CamLensError(
-                                    f"{name} returned a {tuple(raw.shape[-2:])} map for layer {j}; the run stores "
-                                    f"{map_sizes[j]} (images of one run must share a size)"
-                                )
-                            m = pp.relu(raw) if cam.apply_relu else raw
-                            blocks[f"{name}/{kind}/{j}"][local] = pp.minmax_normalize(m).cpu().numpy()
-                    if target_t is None:
-                        target_t = torch.tensor(classes, device=device)
-                    vals: dict[str, list[float | None]] = {}
-                    for mname, metric in scorers[(name, kind)].items():
-                        if METRICS[mname][1]:
-                            vals[mname] = _values(metric.update(maps, boxes=boxes)) if any(has_boxes) else [None] * n
-                        else:
-                            vals[mname] = _values(metric.update(x, maps, target_t))
-                        metric.reset()
-                    per_row.append((name, kind, list(classes), scores, vals))  # type: ignore[arg-type]
-            for name, kind, classes, scores, vals in per_row:
-                for k, i in enumerate(idx):
-                    it = items[i]
-                    rows["image_id"].append(it.image_id)
-                    rows["index"].append(i)
-                    rows["unit"].append(unit)
-                    rows["path"].append(it.path)
-                    rows["label"].append(it.label)
-                    rows["prediction"].append(preds[k] if preds is not None else None)
-                    rows["method"].append(name)
-                    rows["target"].append(kind)
-                    rows["class"].append(int(classes[k]))
-                    rows["score"].append(None if math.isnan(scores[k]) else float(scores[k]))
-                    for mname in metrics:
-                        rows[mname].append(vals[mname][k])
+        rows, blocks, err_rows = work.unit(batch, unit)
         if blocks:
             store.write_maps(unit, start, blocks)
         store.add_errors(err_rows)
