@@ -155,7 +155,7 @@ def show_factorization_on_image(
             f"img must be float in [0, 1]; got values in [{img.min():.3g}, {img.max():.3g}] (divide a uint8 image by 255)"
         )
     if not 0.0 <= image_weight <= 1.0:
-        raise ValueError(f"image_weight must be in [0, 1]; got {image_weight}")
+        raise ArgumentError(f"image_weight must be in [0, 1]; got {image_weight}")
     k = maps.shape[0]
     if labels is not None and len(labels) != k:
         raise ArgumentError(f"got {len(labels)} labels for {k} concepts; pass one label per concept")

@@ -28,6 +28,7 @@ from ..image import IMAGENET_MEAN, IMAGENET_STD, load_image
 from ..registry import available_methods, get_method
 from . import exitcodes
 from .options import device_arg, floats3, positive_int
+from .runs import register_cli as register_run
 
 __all__ = ["main", "build_parser"]
 
@@ -137,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     de.set_defaults(func=cmd_demo)
 
     _add_evaluate(sub)
+    register_run(sub)
     return parser
 
 

@@ -8,7 +8,7 @@ import torch
 
 from .. import postprocess as pp
 from ..engine import CamLensWarning
-from ..errors import CamLensError
+from ..errors import InputTypeError
 from ..registry import register
 from .base import ActivationCAM, LayerContext
 
@@ -48,7 +48,7 @@ class FEM(ActivationCAM):
         if k is not None:  # pytorch-grad-cam's spelling
             k_sigma = k
         if isinstance(k_sigma, bool) or not isinstance(k_sigma, (int, float)):
-            raise CamLensError(f"FEM k_sigma must be a number (2 in the paper); got {type(k_sigma).__name__}")
+            raise InputTypeError(f"FEM k_sigma must be a number (2 in the paper); got {type(k_sigma).__name__}")
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.k_sigma = float(k_sigma)
 

@@ -8,7 +8,7 @@ import torch
 
 from .. import postprocess as pp
 from ..engine import CamLensWarning
-from ..errors import CamLensError, InputTypeError
+from ..errors import ArgumentError, InputTypeError
 from ..registry import register
 from .base import ActivationCAM, LayerContext
 
@@ -44,7 +44,7 @@ def kernel_matrix(
         return torch.where(denom > 0, dot / torch.where(denom > 0, denom, torch.ones_like(denom)), torch.zeros_like(dot))
     if kernel == "linear":
         return dot
-    raise CamLensError(f"unknown KPCA kernel {kernel!r}; expected one of {', '.join(KERNELS)}")
+    raise ArgumentError(f"unknown KPCA kernel {kernel!r}; expected one of {', '.join(KERNELS)}")
 
 
 def kernel_pca_first_component(
@@ -107,7 +107,7 @@ class KPCACAM(ActivationCAM):
         **kwargs: object,
     ) -> None:
         if not isinstance(kernel, str) or kernel not in KERNELS:
-            raise CamLensError(f"KPCACAM kernel must be one of {', '.join(KERNELS)}; got {kernel!r}")
+            raise ArgumentError(f"KPCACAM kernel must be one of {', '.join(KERNELS)}; got {kernel!r}")
         if gamma is not None and (isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or gamma <= 0):
             raise InputTypeError(f"KPCACAM gamma must be a positive number or None (1/C); got {gamma!r}")
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]

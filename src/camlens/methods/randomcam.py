@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .. import postprocess as pp
-from ..errors import CamLensError, InputTypeError
+from ..errors import ArgumentError, InputTypeError
 from ..registry import register
 from .base import ActivationCAM, LayerContext
 
@@ -44,7 +44,7 @@ class RandomCAM(ActivationCAM):
             if not isinstance(generator, torch.Generator):
                 raise InputTypeError(f"RandomCAM generator must be a torch.Generator; got {type(generator).__name__}")
             if generator.device.type != "cpu":
-                raise CamLensError(
+                raise ArgumentError(
                     f"RandomCAM generator must be a CPU torch.Generator (weights are drawn on the CPU and moved "
                     f"to the model's device, so CPU and GPU runs agree); got one on {generator.device}"
                 )
