@@ -20,6 +20,7 @@ from ..devices import resolve_device
 from ..errors import CamLensError
 from ..registry import available_methods, get_method
 from .evaluate import register_cli as register_evaluate
+from .report import register_cli as register_report
 from .runs import register_cli as register_run
 from .options import device_arg, positive_int
 
@@ -121,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_evaluate(sub)
     register_run(sub)
+    register_report(sub)
     return parser
 
 
