@@ -39,6 +39,10 @@ from camlens.app.runs.summary import format_summary, summarise
 METHODS = ["gradcam", "layercam", "scorecam"]
 METRICS = ["pointing_game", "deletion_auc", "insertion_auc", "average_drop"]
 CLASSES = 50
+GALLERY_DONE = (
+    "document.querySelectorAll('.card').length === 48 && "
+    "document.querySelectorAll('.card canvas[data-painted]').length === 48"
+)
 
 
 def synthesise(root: Path, n: int, batch: int = 64) -> Path:
@@ -93,8 +97,8 @@ def synthesise(root: Path, n: int, batch: int = 64) -> Path:
                        "score": float(rng.normal(8, 2)), "pointing_game": float(rng.random() < 0.8),
                        "deletion_auc": float(rng.uniform(0, 0.5)), "insertion_auc": float(rng.uniform(0.3, 0.9)),
                        "average_drop": float(rng.uniform(0, 60))}
-                for k in rows:
-                    rows[k].append(row[k])
+                for k, col in rows.items():
+                    col.append(row[k])
         store.add_rows(rows)
         store.finish_unit(unit, len(idx))
         store.flush()
@@ -122,9 +126,7 @@ def _first_screen(report: Path, reps: int) -> list[list[object]] | None:
             for _ in range(reps):
                 for key, suffix, done in (
                     ("overview", "", "document.querySelectorAll('.plot svg').length > 0"),
-                    ("gallery", "#gallery",
-                     "document.querySelectorAll('.card').length === 48 && "
-                     "document.querySelectorAll('.card canvas[data-painted]').length === 48"),
+                    ("gallery", "#gallery", GALLERY_DONE),
                 ):
                     page = browser.new_page(viewport={"width": 1280, "height": 900})
                     t0 = time.perf_counter()

@@ -81,7 +81,7 @@ def test_folder_is_self_contained(report_dir: Path) -> None:
     assert len([n for n in names if n.startswith("img/")]) == N_IMAGES == len([n for n in names if n.startswith("thumb/")])
     for name in ("index.html", "app.js", "style.css"):
         text = (report_dir / name).read_text().replace("http://www.w3.org/2000/svg", "")  # a namespace name, not a fetch
-        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", text, re.I), f"{name} refers to the network"
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", text, re.IGNORECASE), f"{name} refers to the network"
     assert not list(report_dir.parent.glob(".tmp-report-*"))
 
 
@@ -175,7 +175,7 @@ def test_page_in_headless_chromium(browser, run_dir: Path, report_dir: Path, tmp
     page.wait_for_selector(".card canvas[data-painted='gradcam']")
 
     page.select_option("#method", "layercam")
-    page.wait_for_function("document.querySelectorAll(\".card canvas[data-painted='layercam']\").length === %d" % N_IMAGES)
+    page.wait_for_function(f"document.querySelectorAll(\".card canvas[data-painted='layercam']\").length === {N_IMAGES}")
 
     # sort by deletion AUC of layercam, descending: the card order is the data's order
     page.select_option("#sort", "deletion_auc")
@@ -195,7 +195,7 @@ def test_page_in_headless_chromium(browser, run_dir: Path, report_dir: Path, tmp
     assert page.locator(".card .wrong").count() == len(wrong)
 
     # image view: every method side by side, the box, the metric table; slider and keyboard
-    first = expected_first = [k for k in expected if k in wrong][0]
+    first = expected_first = next(k for k in expected if k in wrong)
     page.click(".card >> nth=0")
     page.wait_for_selector("#view:not([hidden])")
     assert page.locator("#view-title").inner_text() == d["images"]["id"][first]
@@ -247,4 +247,42 @@ def test_page_in_headless_chromium(browser, run_dir: Path, report_dir: Path, tmp
             im.convert("RGB").quantize(256).save(os.environ[SCREENSHOT_ENV], optimize=True)
     assert not errors, errors
     assert all(u.startswith("file://") for u in requests), [u for u in requests if not u.startswith("file://")]
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def mapless(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run of 5 images with ``--no-maps --target both``."""
+    cfg = runs.open(run_dir).config
+    out = tmp_path_factory.mktemp("mapless") / "run"
+    result = _run_inprocess(_options(Path(cfg["data"]), out, run_dir.parent / "tiny_model.py", image_size=32, maps=False,
+                                     targets="both", limit=5))
+    assert result.complete
+    return out
+
+
+def test_run_without_maps_and_with_both_targets(mapless: Path, tmp_path: Path) -> None:
+    """``--no-maps --target both``: the report picks the asked target and has no map files."""
+    out = mapless
+    rep = build_report(out, tmp_path / "rep", target="pred")
+    d = _data(rep.output)
+    assert rep.target == "pred" and d["target"] == "pred" and d["maps"] is None and d["disagreement"] is None
+    assert d["images"]["cls"] == d["images"]["pred"]  # the explained class is the prediction
+    assert not list((rep.output / "data").glob("maps-*.js"))
+    assert build_report(out, tmp_path / "rep2").target == "label"
+
+
+def test_page_without_maps(browser, mapless: Path, tmp_path: Path) -> None:
+    rep = build_report(mapless, tmp_path / "rep").output
+    page = browser.new_page()
+    page.set_default_timeout(5000)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(rep.as_uri() + "/index.html#gallery")
+    page.wait_for_selector(".card")
+    assert page.locator(".card").count() == 5 and page.locator(".card canvas").count() == 0
+    page.click(".card >> nth=0")
+    page.wait_for_selector("#view:not([hidden])")
+    assert page.locator(".panel").count() == 3 and page.locator("#view-metrics tr").count() == 4
+    assert not errors, errors
     page.close()
