@@ -159,7 +159,7 @@ def browser():
 def test_page_in_headless_chromium(browser, run_dir: Path, report_dir: Path, tmp_path: Path) -> None:
     d = _data(report_dir)
     page = browser.new_page(viewport={"width": 1100, "height": 900})
-    page.set_default_timeout(5000)
+    page.set_default_timeout(15000)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     requests: list[str] = []
@@ -216,7 +216,7 @@ def test_page_in_headless_chromium(browser, run_dir: Path, report_dir: Path, tmp
     page.fill("#opacity", "80")
     page.dispatch_event("#opacity", "input")
     opacity = page.eval_on_selector(".panel canvas", "c => getComputedStyle(c).opacity")
-    assert float(opacity) == pytest.approx(0.8)
+    assert float(opacity) == pytest.approx(0.8) and page.locator("#opacity-value").inner_text() == "80%"
     box = page.locator(".panel[data-method='layercam'] .stack").bounding_box()
     page.mouse.move(box["x"] + 1, box["y"] + 1)
     assert re.match(r"layercam: map cell \(0, 0\) of 16x16 = \d\.\d{3}", page.locator("#hover-value").inner_text())
@@ -275,7 +275,7 @@ def test_run_without_maps_and_with_both_targets(mapless: Path, tmp_path: Path) -
 def test_page_without_maps(browser, mapless: Path, tmp_path: Path) -> None:
     rep = build_report(mapless, tmp_path / "rep").output
     page = browser.new_page()
-    page.set_default_timeout(5000)
+    page.set_default_timeout(15000)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(rep.as_uri() + "/index.html#gallery")

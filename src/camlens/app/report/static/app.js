@@ -247,7 +247,7 @@
     var rows = Object.keys(by).map(function (c) { return [c, by[c].map(function (s) { return s[1] ? s[0] / s[1] : 0; })]; });
     rows.sort(function (a, b) { return a[1][0] - b[1][0]; });
     rows = rows.slice(0, 20);
-    var W = 300, bar = 6, gap = 4, L = 90, rowH = names.length * bar + gap, H = rows.length * rowH + 16;
+    var W = 300, bar = names.length === 1 ? 9 : 6, gap = 4, L = 90, rowH = names.length * bar + gap, H = rows.length * rowH + 16;
     var svg = svgEl("svg", { viewBox: "0 0 " + W + " " + H, role: "img" });
     rows.forEach(function (r, i) {
       var y = i * rowH, tx = svgEl("text", { x: L - 4, y: y + rowH / 2 + 2, "font-size": 9, "text-anchor": "end" });
@@ -417,6 +417,7 @@
   });
   $("opacity").addEventListener("input", function (ev) {
     document.documentElement.style.setProperty("--overlay-opacity", String(ev.target.value / 100));
+    $("opacity-value").textContent = ev.target.value + "%";
   });
   $("back").addEventListener("click", function () { location.hash = "gallery"; });
   $("view-prev").addEventListener("click", function () { step(-1); });
