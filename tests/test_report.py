@@ -286,3 +286,44 @@ def test_page_without_maps(browser, mapless: Path, tmp_path: Path) -> None:
     assert page.locator(".panel").count() == 3 and page.locator("#view-metrics tr").count() == 4
     assert not errors, errors
     page.close()
+
+
+@pytest.fixture(scope="module")
+def moved(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run of 3 images plus an unreadable file, then one image file deleted; its report."""
+    tmp = tmp_path_factory.mktemp("moved")
+    src = Path(runs.open(run_dir).config["data"]).parent
+    data = tmp / "data"
+    data.mkdir()
+    for i in range(3):
+        shutil.copy(src / f"{i:02d}.png", data / f"{i:02d}.png")
+    (data / "03.png").write_bytes(b"not an image")
+    out = tmp / "run"
+    assert _run_inprocess(_options(data, out, run_dir.parent / "tiny_model.py", image_size=32)).complete
+    (data / "01.png").unlink()
+    with pytest.warns(UserWarning, match="1 of 3 image files could not be read"):
+        rep = build_report(out, tmp / "rep")
+    assert rep.missing_images == 1
+    return rep.output
+
+
+def test_moved_image_file_and_unreadable_image(moved: Path) -> None:
+    """An image file gone since the run shows without a picture (with a warning); an unreadable one is listed."""
+    d = _data(moved)
+    assert d["images"]["img"] == [True, False, True]
+    assert not (moved / "img" / "1.jpg").exists()
+    assert [e["image_id"] for e in d["errors"]] == ["03.png"]
+
+
+def test_page_with_missing_and_unreadable_images(browser, moved: Path) -> None:
+    page = browser.new_page()
+    page.set_default_timeout(15000)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(moved.as_uri() + "/index.html")
+    assert page.locator("#errors li").all_inner_texts() == ["03.png: " + _data(moved)["errors"][0]["reason"]]
+    page.click("#tab-gallery")
+    page.wait_for_selector(".card")
+    assert page.locator(".card").count() == 3 and page.locator(".card .none").count() == 1
+    assert not errors, errors
+    page.close()

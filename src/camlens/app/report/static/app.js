@@ -188,6 +188,12 @@
       plots.appendChild(perClass("top-1 accuracy per class (lowest 20)", ["model"], function (k) { return isCorrect(k) ? 1 : 0; }));
     }
     root.appendChild(plots);
+    if (D.errors.length) {
+      root.appendChild(el("h2", {}, "Images that could not be read (not in the gallery)"));
+      var ul = el("ul", { id: "errors" });
+      D.errors.forEach(function (e) { ul.appendChild(el("li", {}, e.image_id + ": " + e.reason)); });
+      root.appendChild(ul);
+    }
   }
   function legend(names) {
     var lg = el("div", { "class": "legend" });
