@@ -233,6 +233,9 @@ def test_page_in_headless_chromium(browser, run_dir: Path, report_dir: Path, tmp
     # narrow window: the gallery still fits, no horizontal scrolling
     page.set_viewport_size({"width": 380, "height": 800})
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    page.click(".card >> nth=0")
+    page.wait_for_selector("#view:not([hidden])")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
 
     page.set_viewport_size({"width": 860, "height": 540})
     page.goto((report_dir / "index.html").as_uri() + "#image/" + str(expected[0]))
