@@ -149,7 +149,7 @@ def browser():
     if exe is None:
         pytest.skip("no Chromium found (apt-get install chromium); the report's browser tests need one")
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, headless=True, args=["--no-sandbox", "--allow-file-access-from-files"])
+        b = p.chromium.launch(executable_path=exe, headless=True, args=["--no-sandbox"])
         try:
             yield b
         finally:
