@@ -28,6 +28,7 @@ from ..image import IMAGENET_MEAN, IMAGENET_STD, load_image
 from ..registry import available_methods, get_method
 from . import exitcodes
 from .options import device_arg, floats3, positive_int
+from .report import register_cli as register_report
 from .runs import register_cli as register_run
 
 __all__ = ["main", "build_parser"]
@@ -139,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_evaluate(sub)
     register_run(sub)
+    register_report(sub)
     return parser
 
 
