@@ -68,3 +68,7 @@ class MethodNotFoundError(CamLensError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise repr() the message
         return str(self.args[0]) if self.args else ""
+
+
+class ArgumentError(CamLensError, ValueError):
+    """A constructor or function argument has a value camlens cannot use."""
