@@ -18,6 +18,7 @@ __all__ = [
     "show_cam_on_image",
     "show_factorization_on_image",
     "apply_colormap",
+    "opencv_jet",
     "preprocess_image",
     "deprocess_image",
     "scale_cam_image",
@@ -48,23 +49,40 @@ def _to_numpy(a: Any) -> np.ndarray:
     return np.asarray(a)
 
 
+def opencv_jet() -> np.ndarray:
+    """OpenCV's ``COLORMAP_JET`` lookup table as uint8 RGB ``(256, 3)``, without OpenCV.
+
+    The classic piecewise-linear jet: for ``x = i / 255``, ``red = clip(1.5 - |4x - 3|)``,
+    ``green = clip(1.5 - |4x - 2|)``, ``blue = clip(1.5 - |4x - 1|)``, rounded to 8 bits. It is
+    within one level of ``cv2.applyColorMap`` everywhere (matplotlib's ``"jet"``, whose knots
+    differ, is up to 17 levels away).
+    """
+    x = np.arange(256, dtype=np.float64)[:, None] / 255.0
+    rgb = np.clip(1.5 - np.abs(4.0 * x - np.array([3.0, 2.0, 1.0])), 0.0, 1.0)
+    return np.rint(rgb * 255.0).astype(np.uint8)
+
+
 def apply_colormap(mask: Any, colormap: Any = "jet") -> np.ndarray:
     """Colour a ``(H, W)`` map in ``[0, 1]`` -> float RGB ``(H, W, 3)`` in ``[0, 1]``.
 
-    ``colormap`` is a matplotlib colour-map name or object, or an OpenCV ``cv2.COLORMAP_*`` int.
+    ``colormap`` is a matplotlib colour-map name or object, or an OpenCV ``cv2.COLORMAP_*`` int
+    (``cv2.COLORMAP_JET`` = 2 uses OpenCV's own table, :func:`opencv_jet`; the other ints use the
+    matplotlib map of the same name).
     """
     import matplotlib
 
     mask = _to_numpy(mask).astype(np.float32)
     if mask.ndim != 2:
         raise InputShapeError(f"mask must be a 2-D (H, W) map; got shape {mask.shape}")
+    levels = np.clip(np.rint(np.nan_to_num(mask) * 255), 0, 255).astype(np.uint8)
+    if isinstance(colormap, (int, np.integer)) and int(colormap) == 2:
+        return opencv_jet()[levels].astype(np.float32) / 255.0
     if isinstance(colormap, (int, np.integer)):
         if int(colormap) not in _OPENCV_COLORMAPS:
             raise ArgumentError(f"OpenCV colour map {colormap} has no matplotlib equivalent; pass a matplotlib name")
         colormap = _OPENCV_COLORMAPS[int(colormap)]
     cmap = matplotlib.colormaps[colormap] if isinstance(colormap, str) else colormap
-    # Quantise to 256 levels like an 8-bit lookup table, so results match uint8 colour maps.
-    levels = np.clip(np.rint(np.nan_to_num(mask) * 255), 0, 255).astype(np.uint8)
+    # Quantised to 256 levels (above) like an 8-bit lookup table, so results match uint8 colour maps.
     return cmap(levels)[..., :3].astype(np.float32)
 
 
@@ -202,9 +220,19 @@ def preprocess_image(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
 ) -> torch.Tensor:
-    """Float RGB ``(H, W, 3)`` (or a batch ``(N, H, W, 3)``) in ``[0, 1]`` -> normalised
-    ``(x - mean) / std`` tensor ``(1, 3, H, W)`` (or ``(N, 3, H, W)``)."""
-    arr = _to_numpy(img).astype(np.float32)
+    """RGB ``(H, W, 3)`` (or a batch ``(N, H, W, 3)``) -> normalised ``(x - mean) / std`` tensor
+    ``(1, 3, H, W)`` (or ``(N, 3, H, W)``). Float images are taken to be in ``[0, 1]``; a uint8
+    image is scaled to ``[0, 1]`` first (as torchvision's ``ToTensor``); other integer types are
+    refused (their range is ambiguous)."""
+    arr = _to_numpy(img)
+    if arr.dtype == np.uint8:
+        arr = arr.astype(np.float32) / 255.0
+    elif not np.issubdtype(arr.dtype, np.floating):
+        raise InputTypeError(
+            f"preprocess_image takes a float image in [0, 1] or a uint8 image; got dtype {arr.dtype} "
+            "(scale it to [0, 1] floats first, e.g. img / img.max() for 16-bit data)"
+        )
+    arr = arr.astype(np.float32)
     if arr.ndim == 3:
         arr = arr[None]
     if arr.ndim != 4 or arr.shape[3] != 3:
