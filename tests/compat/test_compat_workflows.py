@@ -199,3 +199,71 @@ def test_road_metrics_shapes_and_combined_definition():
     torch.testing.assert_close(vis[0][:, kept], x[0][:, kept])  # kept pixels untouched
     combined = ROADCombined(percentiles=[30, 70])(x, cams, targets, model)
     assert combined.shape == (2,) and np.isfinite(combined).all()
+
+
+NEW_AGREE = {"SegEigenCAM": 0.999, "KPCA_CAM": 0.99}
+
+
+@pytest.mark.parametrize("name", ["FEM", "RandomCAM", "SegEigenCAM", "KPCA_CAM", "SESS"])
+def test_more_methods_with_peer_signatures(resnet, name):
+    model, x = resnet
+    kwargs = {"num_scales": 2} if name == "SESS" else {}
+    with getattr(gc, name)(model, [model.layer4], None, **kwargs) as cam:
+        out = cam(x, [ClassifierOutputTarget(3), ClassifierOutputTarget(4)])
+    assert out.shape == (2, 64, 64) and out.dtype == np.float32 and np.isfinite(out).all()
+    if name in NEW_AGREE:
+        peer = pytest.importorskip("pytorch_grad_cam")
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget as PeerTarget
+
+        with getattr(peer, name)(model=model, target_layers=[model.layer4]) as cam:
+            theirs = cam(input_tensor=x, targets=[PeerTarget(3), PeerTarget(4)])
+        for o, t in zip(out, theirs):  # KPCA: the peer's sign is arbitrary
+            r = np.corrcoef(o.ravel(), t.ravel())[0, 1]
+            r = abs(r) if name == "KPCA_CAM" else r
+            assert r >= NEW_AGREE[name], (name, r)
+
+
+def test_deep_feature_factorization_peer_api(resnet):
+    from camlens.compat.grad_cam.utils.image import show_factorization_on_image
+
+    model, x = resnet
+    dff = gc.DeepFeatureFactorization(model=model, target_layer=model.layer4, computation_on_concepts=model.fc)
+    concepts, explanations, outputs = dff(x, n_components=3)
+    assert concepts.shape == (512, 3)
+    assert len(explanations) == 2 and explanations[0].shape == (3, 64, 64)
+    assert explanations[0].min() >= 0 and explanations[0].max() <= 1 + 1e-6
+    assert outputs.shape == (3, 10)
+    rgb = np.random.default_rng(2).random((64, 64, 3)).astype(np.float32)
+    vis = show_factorization_on_image(rgb, explanations[0], image_weight=0.3, concept_labels=["a", "b", "c"])
+    assert vis.dtype == np.uint8 and vis.shape == (64, 128, 3)  # image plus a legend panel of its size
+    only = show_factorization_on_image(rgb, explanations[0])
+    assert only.shape == (64, 64, 3)
+
+
+def test_kernel_and_sign_corrected_projections():
+    from camlens.compat.grad_cam.utils.svd_on_activations import (
+        get_2d_projection_kernel,
+        get_2d_projection_with_sign_correction,
+    )
+
+    acts = np.random.default_rng(9).random((2, 6, 5, 5)).astype(np.float32)
+    k = get_2d_projection_kernel(acts, kernel="rbf", gamma=0.5)
+    s = get_2d_projection_with_sign_correction(acts)
+    assert k.shape == s.shape == (2, 5, 5)
+    for m in s:  # the larger-magnitude extreme is positive
+        assert abs(m.max()) >= abs(m.min())
+    peer = pytest.importorskip("pytorch_grad_cam.utils.svd_on_activations")
+    np.testing.assert_allclose(s, peer.get_2d_projection_with_sign_correction(acts), atol=1e-4)
+    for o, t in zip(k, peer.get_2d_projection_kernel(acts, kernel="rbf", gamma=0.5)):
+        assert abs(np.corrcoef(o.ravel(), t.ravel())[0, 1]) > 0.999
+
+
+def test_run_dff_on_image(resnet):
+    from PIL import Image
+
+    model, _ = resnet
+    img = Image.fromarray((np.random.default_rng(3).random((64, 64, 3)) * 255).astype(np.uint8))
+    tensor = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1)
+    out = gc.run_dff_on_image(model, model.layer4, model.fc, img, tensor, n_components=2, top_k=1)
+    assert out.dtype == np.uint8 and out.shape == (64, 192, 3)  # image | overlay | legend
+    np.testing.assert_array_equal(out[:, :64], np.asarray(img))

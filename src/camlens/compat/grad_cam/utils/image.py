@@ -23,6 +23,7 @@ __all__ = [
     "deprocess_image",
     "show_cam_on_image",
     "create_labels_legend",
+    "show_factorization_on_image",
     "scale_cam_image",
     "scale_accross_batch_and_channels",
 ]
@@ -104,3 +105,21 @@ def scale_accross_batch_and_channels(tensor: Any, target_size: tuple[int, int]) 
     n, c = arr.shape[:2]
     out = scale_cam_image(arr.reshape(n * c, *arr.shape[2:]), target_size)
     return out.reshape(n, c, *out.shape[1:])
+
+
+def show_factorization_on_image(
+    img: np.ndarray, explanations: np.ndarray, colors: Any = None, image_weight: float = 0.5, concept_labels: list[str] | None = None
+) -> np.ndarray:
+    """Every concept in its own colour over the image, uint8 ``(H, W, 3)``; with ``concept_labels``
+    a legend panel of the image's size is placed on the right, ``(H, 2W, 3)``, as in pytorch-grad-cam."""
+    from PIL import Image
+
+    overlay = _image.show_factorization_on_image(img, explanations, colors=colors, image_weight=image_weight, legend=False)
+    if concept_labels is None:
+        return overlay
+    full = _image.show_factorization_on_image(
+        img, explanations, labels=concept_labels, colors=colors, image_weight=image_weight, legend=True
+    )
+    h, w = overlay.shape[:2]
+    panel = Image.fromarray(np.ascontiguousarray(full[:, w:])).resize((w, h), Image.BILINEAR)
+    return np.hstack((overlay, np.asarray(panel, dtype=np.uint8)))
