@@ -105,6 +105,8 @@ class AblationCAM(BaseCAM):
 
     paper = "Desai & Ramaswamy, Ablation-CAM: Visual Explanations for Deep Convolutional Network via Gradient-free Localization, WACV 2020"
     summary = "channel weights = relative score drop when the channel is ablated (no gradients)"
+    formula = r"w^c_k = \frac{y^c - y^c_{k}}{y^c}\;\;(y^c_k:\ \text{score with } A^k := 0),\qquad L^c = \operatorname{ReLU}\Big(\sum_k w^c_k A^k\Big)"
+    cost = "one forward pass, then per (image, channel) pair one run of only the layers after the target layer (torch.fx split; about three forward passes for ResNet-50's 2048 channels); whole-model forwards when the model cannot be split"
     uses_gradients: ClassVar[bool] = False
 
     def __init__(
