@@ -100,7 +100,7 @@ class AblationCAM(BaseCAM):
     Example::
 
         cam = AblationCAM(model, "layer4[-1]", batch_size=64)
-        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(281)])
+        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(281)] * len(x))
     """
 
     paper = "Desai & Ramaswamy, Ablation-CAM: Visual Explanations for Deep Convolutional Network via Gradient-free Localization, WACV 2020"

@@ -54,7 +54,7 @@ class ScoreCAM(BaseCAM):
     Example::
 
         cam = ScoreCAM(model, "layer4[-1]", batch_size=64)
-        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(281)])
+        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(281)] * len(x))
     """
 
     paper = "Wang et al., Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks, CVPR-W 2020"
