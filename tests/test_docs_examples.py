@@ -13,8 +13,8 @@ runs in a fresh namespace (:func:`example_namespace`) that binds them to small r
 ``MEAN`` / ``STD`` (ImageNet's), ``torch``, ``np``, ``torchvision``, every name ``camlens`` and
 ``camlens.targets`` export, and ``vit`` / ``swin`` (tiny random timm models at 64 px).
 
-A Markdown block that cannot run here (a download, a file that is not in the repository) starts
-with the comment ``# docs: skip <reason>``; such blocks are reported as skipped tests with their
+A block (Markdown or ``Example::``) that cannot run here (a download, a file that is not in the
+repository) starts with the comment ``# docs: skip <reason>``; such blocks are reported as skipped tests with their
 reason, so they stay visible (``pytest -rs``).
 """
 
@@ -169,7 +169,15 @@ def test_method_example_runs(name: str) -> None:
     code = method_example(cls)
     if code is None:
         pytest.fail(f"{cls.__name__} has no Example:: block")
+    _skip_if_marked(code, f"{cls.__name__} docstring example")
     run_example(code, f"<{cls.__name__} docstring example>")
+
+
+def _skip_if_marked(code: str, where: str) -> None:
+    m = SKIP.match(code.strip().split("\n")[0])
+    if m:
+        assert m.group(1).strip(), f"{where}: '# docs: skip' needs a reason"
+        pytest.skip(f"{where}: {m.group(1).strip()}")
 
 
 # --------------------------------------------------------------------------- guides and README
@@ -202,10 +210,6 @@ def test_markdown_blocks_found() -> None:
     "path,line,code", BLOCKS, ids=[f"{p.relative_to(ROOT)}:{line}" for p, line, _ in BLOCKS]
 )
 def test_markdown_example_runs(path: Path, line: int, code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    first = code.strip().split("\n")[0]
-    m = SKIP.match(first)
-    if m:
-        assert m.group(1).strip(), f"{path.name}:{line}: '# docs: skip' needs a reason"
-        pytest.skip(f"{path.relative_to(ROOT)}:{line}: {m.group(1).strip()}")
+    _skip_if_marked(code, f"{path.relative_to(ROOT)}:{line}")
     monkeypatch.chdir(tmp_path)
     run_example(code, f"{path.relative_to(ROOT)}:{line}")
