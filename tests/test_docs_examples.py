@@ -3,7 +3,8 @@
 Three kinds of example are collected and executed:
 
 * ``>>>`` doctests in every module of ``camlens`` (run as written, nothing skipped);
-* the ``Example::`` block of every registered method's docstring (also shown on its docs page);
+* every ``Example::`` block in a ``camlens`` docstring (every registered method must have one: it
+  is also shown on the method's docs page);
 * every ```` ```python ```` block in ``README.md`` and ``docs/**/*.md`` (the guides).
 
 The docstring and Markdown examples are fragments that use a few names they do not define; each
@@ -163,14 +164,47 @@ def test_method_docstring_has_example(name: str) -> None:
     assert method_example(cls), f"{cls.__name__}'s docstring needs an 'Example::' block (shown on its docs page)"
 
 
-@pytest.mark.parametrize("name", METHODS)
-def test_method_example_runs(name: str) -> None:
-    cls = get_method(name)
-    code = method_example(cls)
-    if code is None:
-        pytest.fail(f"{cls.__name__} has no Example:: block")
-    _skip_if_marked(code, f"{cls.__name__} docstring example")
-    run_example(code, f"<{cls.__name__} docstring example>")
+def _docstring_examples() -> list[tuple[str, str]]:
+    """``(qualified name, code)`` of every ``Example::`` block in any docstring of ``camlens``:
+    modules, classes (registered methods included), functions and methods."""
+    found: dict[str, str] = {}
+
+    def visit(qualname: str, obj: object) -> None:
+        doc = inspect.getdoc(obj) if not isinstance(obj, type) else inspect.cleandoc(obj.__doc__ or "")
+        for k, m in enumerate(re.finditer(r"^Example::\s*\n((?:\n|[ \t]+.*\n?)+)", doc or "", flags=re.M)):
+            found[qualname + (f"[{k}]" if k else "")] = textwrap.dedent(m.group(1)).strip("\n")
+
+    for name in _camlens_modules():
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        visit(name, module)
+        for attr, obj in vars(module).items():
+            if (inspect.isclass(obj) or inspect.isfunction(obj)) and getattr(obj, "__module__", None) == name:
+                visit(f"{name}.{attr}", obj)
+                if inspect.isclass(obj):
+                    for member, value in vars(obj).items():
+                        if inspect.isfunction(value) and value.__doc__:
+                            visit(f"{name}.{attr}.{member}", value)
+    return sorted(found.items())
+
+
+EXAMPLES = _docstring_examples()
+
+
+def test_docstring_examples_found() -> None:
+    names = {q for q, _ in EXAMPLES}
+    for method in METHODS:
+        cls = get_method(method)
+        assert f"{cls.__module__}.{cls.__name__}" in names
+
+
+@pytest.mark.parametrize("where,code", EXAMPLES, ids=[q for q, _ in EXAMPLES])
+def test_docstring_example_runs(where: str, code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _skip_if_marked(code, where)
+    monkeypatch.chdir(tmp_path)
+    run_example(code, f"<{where} docstring example>")
 
 
 def _skip_if_marked(code: str, where: str) -> None:
