@@ -284,7 +284,7 @@ def make_figures(classes: list[type], out_dir: Path = CACHE) -> dict[str, Path]:
             try:
                 cam = cls(zm.model, target_layers=zm.target_layer, progress=False)
                 maps = cam(x, target_category=cats)
-            except Exception as exc:  # noqa: BLE001 - re-raised with the method's name
+            except Exception as exc:  # re-raised with the method's name
                 raise DocsError(f"the figure of method {cls.name!r} failed: {type(exc).__name__}: {exc}") from exc
             panels = [show_cam_on_image(tiles[k], maps[k], use_rgb=True) for k in range(2)]
             gap = np.full((TILE, 8, 3), 255, dtype=np.uint8)
@@ -402,7 +402,7 @@ def on_config(config: Any) -> Any:
     more = sorted(
         p.relative_to(DOCS).as_posix()
         for p in DOCS.rglob("*.md")
-        if p.relative_to(DOCS).as_posix() not in known and not p.relative_to(DOCS).parts[0] in ("hooks",)
+        if p.relative_to(DOCS).as_posix() not in known and p.relative_to(DOCS).parts[0] != "hooks"
     )
     nav: list[Any] = [{"Home": "index.md"}, {"Guides": guides}]
     nav.append({"Methods": [{"Overview": "methods/index.md"}] + [{c.name: f"methods/{slug(c.name)}.md"} for c in classes]})
