@@ -184,7 +184,7 @@ def methods_index(classes: list[type]) -> str:
     )
 
 
-def gallery(classes: list[type], figures: dict[str, str] | None) -> str:
+def gallery(classes: list[type], figures: dict[str, str] | None, labels: list[str] | None = None) -> str:
     out = [
         "# Gallery",
         "",
@@ -201,17 +201,19 @@ def gallery(classes: list[type], figures: dict[str, str] | None) -> str:
     if figures is None:
         out.append("Figures were not generated in this build (`CAMLENS_DOCS_FIGURES=0`).")
         return "\n".join(out)
+    if labels:
+        out += [f"Classes explained: cat: `{labels[0]}`; espresso: `{labels[1]}`.", ""]
     out += ["| method | cat and espresso |", "| --- | --- |"]
     for cls in classes:
         out.append(f"| [`{cls.name}`](methods/{slug(cls.name)}.md) | ![{cls.name}]({figures[cls.name]}) |")
     return "\n".join(out) + "\n"
 
 
-def generate_pages(figures: dict[str, str] | None) -> dict[str, str]:
+def generate_pages(figures: dict[str, str] | None, labels: list[str] | None = None) -> dict[str, str]:
     """``{path in the site: Markdown}`` of every generated page. ``figures``: method -> PNG path
-    relative to ``docs/`` (``None``: built without figures)."""
+    relative to ``docs/`` (``None``: built without figures); ``labels``: the two photos' classes."""
     classes = methods()
-    pages = {"methods/index.md": methods_index(classes), "gallery.md": gallery(classes, figures)}
+    pages = {"methods/index.md": methods_index(classes), "gallery.md": gallery(classes, figures, labels)}
     for cls in classes:
         fig = f"../{figures[cls.name]}" if figures is not None else None
         pages[f"methods/{slug(cls.name)}.md"] = method_page(cls, fig)
@@ -256,11 +258,14 @@ def _method_key(cls: type) -> str:
     return hashlib.sha256(f"{src}\n{getattr(camlens, '__version__', '')}".encode()).hexdigest()[:16]
 
 
-def make_figures(classes: list[type], out_dir: Path = CACHE) -> dict[str, Path]:
-    """One PNG per method (the two photos side by side, each with its top-1 class's map).
+def make_figures(classes: list[type], out_dir: Path = CACHE) -> tuple[dict[str, Path], list[str]]:
+    """One PNG per method (the two photos side by side, each with its top-1 class's map), and the
+    two classes' names.
 
     Cached in ``out_dir`` under the hash of the method's source file; slow for perturbation methods.
     """
+    import json
+
     import numpy as np
     import torch
     from PIL import Image
@@ -272,7 +277,8 @@ def make_figures(classes: list[type], out_dir: Path = CACHE) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     wanted = {cls.name: out_dir / f"{slug(cls.name)}-{_method_key(cls)}.png" for cls in classes}
     todo = [cls for cls in classes if not wanted[cls.name].exists()]
-    if todo:
+    names_file = out_dir / "classes.json"
+    if todo or not names_file.exists():
         torch.manual_seed(0)
         zm = load_model("efficientnet-lite0", "default", "cpu")
         scene, _ = demo_scene()
@@ -280,6 +286,8 @@ def make_figures(classes: list[type], out_dir: Path = CACHE) -> dict[str, Path]:
         x = zm.preprocessing.normalize(tiles)
         with torch.no_grad():
             cats = zm.model(x).argmax(dim=1).tolist()
+        names = zm.categories
+        names_file.write_text(json.dumps([f"{c} {names[c]}" if names else str(c) for c in cats]))
         for cls in todo:
             try:
                 cam = cls(zm.model, target_layers=zm.target_layer, progress=False)
@@ -291,7 +299,9 @@ def make_figures(classes: list[type], out_dir: Path = CACHE) -> dict[str, Path]:
             tmp = wanted[cls.name].with_suffix(".tmp.png")
             Image.fromarray(np.concatenate([panels[0], gap, panels[1]], axis=1)).save(tmp, optimize=True)
             tmp.replace(wanted[cls.name])
-    return wanted
+    for stale in set(out_dir.glob("*.png")) - set(wanted.values()):  # figures of older sources
+        stale.unlink()
+    return wanted, json.loads(names_file.read_text())
 
 
 def figures_enabled() -> bool:
@@ -419,14 +429,15 @@ def on_files(files: Any, config: Any) -> Any:
 
     classes = methods()
     figures: dict[str, str] | None = None
+    labels: list[str] | None = None
     if figures_enabled():
-        pngs = make_figures(classes)
+        pngs, labels = make_figures(classes)
         figures = {}
         for cls in classes:
             uri = f"figures/{slug(cls.name)}.png"
             files.append(File.generated(config, uri, content=pngs[cls.name].read_bytes()))
             figures[cls.name] = uri
-    for uri, text in generate_pages(figures).items():
+    for uri, text in generate_pages(figures, labels).items():
         files.append(File.generated(config, uri, content=text))
     return files
 
