@@ -70,6 +70,7 @@ def test_every_method_has_a_page_with_formula_and_figure(pages: dict[str, str], 
     assert cls.paper in page and cls.__dict__["cost"] in page
     assert f"::: {cls.__module__}.{cls.__qualname__}" in page
     assert f"[`{name}`](methods/{gen.slug(name)}.md)" in pages["gallery.md"]
+    assert f"({gen.slug(name)}.png)" in pages["gallery.md"].replace("figures/", "")
     assert f"[`{name}`]({gen.slug(name)}.md)" in pages["methods/index.md"]
 
 

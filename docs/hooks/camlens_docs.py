@@ -145,7 +145,9 @@ def method_page(cls: type, figure: str | None) -> str:
         "",
         f"::: {cls.__module__}.{cls.__qualname__}",
         "    options:",
-        "      show_root_heading: false",
+        "      show_root_heading: true",
+        "      heading_level: 3",
+        "      show_root_full_path: false",
         "      show_docstring_description: false",
         "      show_docstring_examples: false",
         "      merge_init_into_class: true",
@@ -203,10 +205,17 @@ def gallery(classes: list[type], figures: dict[str, str] | None, labels: list[st
         return "\n".join(out)
     if labels:
         out += [f"Classes explained: cat: `{labels[0]}`; espresso: `{labels[1]}`.", ""]
-    out += ["| method | cat and espresso |", "| --- | --- |"]
+    out.append('<div class="camlens-gallery" markdown>')
     for cls in classes:
-        out.append(f"| [`{cls.name}`](methods/{slug(cls.name)}.md) | ![{cls.name}]({figures[cls.name]}) |")
-    return "\n".join(out) + "\n"
+        out += [
+            "",
+            '<figure markdown="span">',
+            f"![{cls.name} on a cat and an espresso]({figures[cls.name]})",
+            f"<figcaption markdown=\"span\">[`{cls.name}`](methods/{slug(cls.name)}.md)</figcaption>",
+            "</figure>",
+        ]
+    out += ["", "</div>", ""]
+    return "\n".join(out)
 
 
 def generate_pages(figures: dict[str, str] | None, labels: list[str] | None = None) -> dict[str, str]:
