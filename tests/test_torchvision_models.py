@@ -8,6 +8,7 @@ import torch
 import torchvision
 
 from camlens import available_methods, get_method
+from camlens.methods.base import PerturbationCAM
 from camlens.targets import SemanticSegmentationTarget
 
 ARCHS = {
@@ -19,7 +20,7 @@ ARCHS = {
     "efficientnet_b0": "features[-1]",
     "convnext_tiny": "features[-1]",
 }
-FAST = [m for m in available_methods() if get_method(m).__name__ not in ("ScoreCAM", "AblationCAM")]
+FAST = [m for m in available_methods() if not issubclass(get_method(m), PerturbationCAM)]  # multi-pass: slow
 
 
 @pytest.fixture(scope="module", params=list(ARCHS))
