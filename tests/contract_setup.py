@@ -11,7 +11,10 @@ A method that needs something else adds ONE entry here (and nothing in test_cont
 * ``model``: a callable ``() -> nn.Module`` for methods that cannot run on SmallCNN (e.g. LeGrad needs
   a vision transformer). The model takes SmallCNN's input ``(N, 3, 16, 16)``, has 6 classes, and its
   ``layers`` give ``(N, 8, 8)`` maps; ``several_layer_shapes`` then gives the map shapes of
-  ``several_layers`` (default ``[(4, 16, 16), (4, 8, 8)]``, SmallCNN's ``stem`` and ``block``).
+  ``several_layers`` (default ``[(4, 16, 16), (4, 8, 8)]``, SmallCNN's ``stem`` and ``block``);
+* ``nd``: settings of tests/test_nd.py (signals, images, volumes on 1-/2-/3-D toy CNNs):
+  ``{"unsupported": {k: error regex}}`` for a method that cannot explain inputs with ``k``
+  spatial axes (the test then checks that it says so), ``{"kwargs": {...}}`` for extra arguments.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ CONTRACT: dict[str, dict[str, Any]] = {
             "test_explain_returns_tensors_on_model_device": "SESS's raw map is fused at the input's resolution, not the layer's",
             "test_several_layers": "SESS's raw map is fused at the input's resolution (one map, not one per layer)",
         },
+        "nd": {"unsupported": {1: r"SESS .*needs a \(N, C, H, W\) input", 3: r"SESS .*needs a \(N, C, H, W\) input"}},
     },
     "dff": {"skip": {"test_batch_equals_one_by_one": "DFF factorises the whole batch jointly: its concepts depend on the batch by definition"}},
     "legrad": {
@@ -52,6 +56,7 @@ CONTRACT: dict[str, dict[str, Any]] = {
         "layers": lambda model: None,  # all attention blocks
         "several_layers": ["encoder.layers[0]", "encoder.layers[1]"],
         "several_layer_shapes": [(4, 8, 8), (4, 8, 8)],
+        "nd": {"unsupported": {k: "self-attention" for k in (1, 2, 3)}},  # ViT-only: a CNN has no attention
     },
 }
 

@@ -63,8 +63,9 @@ def test_not_a_model():
 @pytest.mark.parametrize(
     "x, exc, pattern",
     [
-        (torch.randn(3, 16, 16), InputShapeError, r"4 dimensions.*\(3, 16, 16\).*unsqueeze\(0\)"),
-        (torch.randn(1, 1, 3, 16, 16), InputShapeError, "4 dimensions"),
+        (torch.randn(3, 16, 16), InputShapeError, r"1 spatial axes.*\(3, 16, 16\).*Conv2d.*expects 2.*unsqueeze\(0\)"),
+        (torch.randn(1, 1, 3, 16, 16), InputShapeError, r"3 spatial axes.*Conv2d.*\(N, C, H, W\)"),
+        (torch.randn(1, 1, 1, 3, 16, 16), InputShapeError, r"\(N, C, \*spatial\) with 1, 2 or 3 spatial axes"),
         (torch.zeros(1, 3, 16, 16, dtype=torch.uint8), InputTypeError, r"floating point.*uint8.*x.float\(\)"),
         (torch.zeros(0, 3, 16, 16), InputShapeError, "empty"),
         ([[1.0]], InputTypeError, "torch.Tensor"),

@@ -147,21 +147,28 @@ def prepare_images(
     allow_nonfinite: bool = False,
     opt_out: str = "",
 ) -> torch.Tensor:
-    """Validate a float ``(N, C, H, W)`` batch; with ``model``, move it to the model's device and
-    floating dtype. Returns a detached tensor (a normal one, also when given an inference tensor).
+    """Validate a float ``(N, C, *spatial)`` batch with 1, 2 or 3 spatial axes -- signals
+    ``(N, C, L)``, images ``(N, C, H, W)``, volumes or clips ``(N, C, D, H, W)``; with ``model``, move
+    it to the model's device and floating dtype. Returns a detached tensor (a normal one, also when
+    given an inference tensor).
 
     NaN or infinite values (after the dtype conversion, i.e. as the model would see them) raise
     :class:`~camlens.errors.NonFiniteInputError` unless ``allow_nonfinite``; ``opt_out`` is added to
     the message to say how to allow them."""
     if not isinstance(input_tensor, torch.Tensor):
         raise InputTypeError(
-            f"{name} must be a torch.Tensor of shape (N, C, H, W); got {type(input_tensor).__name__}"
-            " (convert with torch.as_tensor(...) and add a batch axis)"
+            f"{name} must be a torch.Tensor of shape (N, C, *spatial) with 1-3 spatial axes; got "
+            f"{type(input_tensor).__name__} (convert with torch.as_tensor(...) and add a batch axis)"
         )
-    if input_tensor.dim() != 4:
-        hint = " (add a batch axis with x.unsqueeze(0))" if input_tensor.dim() == 3 else ""
+    if input_tensor.dim() not in (3, 4, 5):
+        hint = ""
+        if input_tensor.dim() == 2:
+            hint = " (one signal (C, L): add a batch axis with x.unsqueeze(0))"
+        elif input_tensor.dim() > 5:
+            hint = " (fold extra axes into the batch or channel axis)"
         raise InputShapeError(
-            f"{name} must have 4 dimensions (N, C, H, W); got shape {tuple(input_tensor.shape)}{hint}"
+            f"{name} must be (N, C, *spatial) with 1, 2 or 3 spatial axes -- (N, C, L), (N, C, H, W) or "
+            f"(N, C, D, H, W); got shape {tuple(input_tensor.shape)}{hint}"
         )
     if not input_tensor.is_floating_point():
         raise InputTypeError(
@@ -172,6 +179,7 @@ def prepare_images(
         raise InputShapeError(f"{name} is empty: shape {tuple(input_tensor.shape)}")
     x = input_tensor
     if model is not None:
+        _check_conv_dims(model, x, name)
         x = x.to(device=model_device(model, x.device), dtype=model_dtype(model) or x.dtype)
     # One fast reduction: a sum is finite unless some value is NaN/inf (or huge values overflow,
     # which the exact element-wise check below then clears).
@@ -181,6 +189,23 @@ def prepare_images(
         with torch.inference_mode(False):
             x = x.clone()
     return x.detach()
+
+
+def _check_conv_dims(model: nn.Module, x: torch.Tensor, name: str) -> None:
+    """A model whose first convolution is ``Conv{k}d`` takes ``k`` spatial axes; torch would read a
+    batch with one axis fewer as a single unbatched sample, so the mismatch is reported here."""
+    conv = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+    if conv is None:
+        return
+    k = len(conv.kernel_size)
+    got = x.dim() - 2
+    if k != got:
+        shapes = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}
+        hint = " (add a batch axis with x.unsqueeze(0))" if got == k - 1 else ""
+        raise InputShapeError(
+            f"{name} has {got} spatial axes (shape {tuple(x.shape)}) but the model's first convolution "
+            f"({type(conv).__name__}) expects {k}: pass {shapes.get(k, '(N, C, *spatial)')}{hint}"
+        )
 
 
 def _add_note(exc: BaseException, note: str, *, notes: bool = sys.version_info >= (3, 11)) -> None:

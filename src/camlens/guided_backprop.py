@@ -148,9 +148,10 @@ class GuidedBackprop:
         target_category: int | Sequence[int] | None = None,
         targets: Sequence[TargetFn] | None = None,
     ) -> np.ndarray:
-        """Guided gradients as float32 numpy ``(N, H, W, C)``."""
+        """Guided gradients as float32 numpy, channels last: ``(N, H, W, C)`` for images, ``(N, L, C)``
+        for signals, ``(N, D, H, W, C)`` for volumes."""
         grad = self.explain(input_tensor, target_category, targets)
-        return grad.permute(0, 2, 3, 1).float().cpu().numpy()
+        return grad.movedim(1, -1).float().cpu().numpy()
 
     def __repr__(self) -> str:
         return f"GuidedBackprop(model={type(self.model).__name__})"
@@ -166,15 +167,17 @@ def guided_gradcam(guided: ArrayOrTensor, cam: ArrayOrTensor) -> ArrayOrTensor:
     """Guided Grad-CAM: guided gradients ``(N, H, W, C)`` times a CAM ``(N, H, W)`` of any method.
 
     Returns the type of ``guided`` (numpy or tensor, on its device). Also accepts one image:
-    ``(H, W, C)`` with ``(H, W)``.
+    ``(H, W, C)`` with ``(H, W)``, and signals / volumes: guided ``(N, *spatial, C)`` with a CAM
+    ``(N, *spatial)``.
     """
     if not isinstance(guided, (np.ndarray, torch.Tensor)) or not isinstance(cam, (np.ndarray, torch.Tensor)):
         raise InputTypeError(
             f"guided_gradcam expects numpy arrays or tensors; got {type(guided).__name__} and {type(cam).__name__}"
         )
-    if guided.ndim not in (3, 4) or tuple(guided.shape[:-1]) != tuple(cam.shape):
+    if guided.ndim not in (2, 3, 4, 5) or tuple(guided.shape[:-1]) != tuple(cam.shape):
         raise InputShapeError(
-            f"guided_gradcam expects guided (N, H, W, C) and cam (N, H, W) (or (H, W, C) and (H, W)); "
+            f"guided_gradcam expects guided (N, H, W, C) and cam (N, H, W) (or (H, W, C) and (H, W), or "
+            "(N, *spatial, C) and (N, *spatial)); "
             f"got {tuple(guided.shape)} and {tuple(cam.shape)}. Guided gradients from GuidedBackprop() "
             "are channels-last; use the CAM of the same images"
         )

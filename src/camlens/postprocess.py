@@ -3,8 +3,9 @@
 The pipeline a CAM method's raw map goes through, in this order:
 
 1. :func:`relu` -- keep positive evidence (optional per method; on by default);
-2. :func:`upsample` -- bilinear, ``align_corners=False`` (the half-pixel convention of
-   ``cv2.resize``), from layer resolution ``(h, w)`` to the input's ``(H, W)``;
+2. :func:`upsample` -- linear / bilinear / trilinear for 1 / 2 / 3 spatial axes,
+   ``align_corners=False`` (the half-pixel convention of ``cv2.resize``), from layer resolution
+   ``(N, *layer_spatial)`` to the input's ``(N, *spatial)``;
 3. :func:`minmax_normalize` -- per image, ``(x - min) / (max - min)``; a constant map becomes zeros;
 4. with several target layers, :func:`combine` (mean by default) and normalise again.
 """
@@ -27,12 +28,25 @@ def relu(maps: torch.Tensor) -> torch.Tensor:
     return maps.clamp_min(0)
 
 
-def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize ``(N, h, w)`` maps to ``size = (H, W)`` with bilinear interpolation (half-pixel centres)."""
-    if tuple(maps.shape[-2:]) == tuple(size):
+_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
+
+
+def upsample(maps: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Resize ``(N, *spatial)`` maps to ``size`` (1, 2 or 3 spatial axes) with linear, bilinear or
+    trilinear interpolation and half-pixel centres (``align_corners=False``).
+
+    Example: ``upsample(torch.rand(2, 4, 4, 4), (16, 32, 32)).shape == (2, 16, 32, 32)``.
+    """
+    size = tuple(int(s) for s in size)
+    if maps.dim() - 1 != len(size) or len(size) not in _MODES:
+        raise ArgumentError(
+            f"upsample expects maps (N, *spatial) with 1, 2 or 3 spatial axes and a size with as many; "
+            f"got maps of shape {tuple(maps.shape)} and size {size}"
+        )
+    if tuple(maps.shape[1:]) == size:
         return maps
     dtype = maps.dtype
-    out = F.interpolate(maps.float()[:, None], size=tuple(size), mode="bilinear", align_corners=False)
+    out = F.interpolate(maps.float()[:, None], size=size, mode=_MODES[len(size)], align_corners=False)
     return out[:, 0].to(dtype)
 
 
@@ -52,7 +66,7 @@ def minmax_normalize(maps: torch.Tensor) -> torch.Tensor:
 
 
 def combine(maps: Sequence[torch.Tensor], how: str = "mean") -> torch.Tensor:
-    """Combine per-layer maps of equal shape ``(N, H, W)``: ``"mean"`` (default), ``"max"`` or ``"sum"``."""
+    """Combine per-layer maps of equal shape ``(N, *spatial)``: ``"mean"`` (default), ``"max"`` or ``"sum"``."""
     stacked = torch.stack(list(maps), dim=0)
     if how == "mean":
         return stacked.mean(dim=0)
@@ -82,22 +96,22 @@ def _single_lapack_thread(device: torch.device) -> Iterator[None]:
 
 
 def eigen_projection(maps: torch.Tensor) -> torch.Tensor:
-    """Project ``(N, C, h, w)`` onto each image's first principal component -> ``(N, h, w)``.
+    """Project ``(N, C, *spatial)`` onto each image's first principal component -> ``(N, *spatial)``.
 
-    Per image, the ``h*w`` positions are samples of a ``C``-dimensional vector. They are centred
+    Per image, the ``h*w`` positions (all positions, whatever the number of spatial axes) are samples of a ``C``-dimensional vector. They are centred
     over positions and projected on the first right-singular vector ``v1`` of the centred
     ``(h*w, C)`` matrix, found with one batched thin SVD (``full_matrices=False``: ``U`` is at most
     the input's size, never a full ``(h*w) x (h*w)`` matrix). SVD leaves the sign of ``v1``
     arbitrary; camlens fixes it so that the projection correlates positively with the channel sum
     of ``maps`` (the plain CAM), so maps are never returned inverted.
     """
-    n, c, h, w = maps.shape
-    x = maps.float().reshape(n, c, h * w).transpose(1, 2)  # (N, hw, C)
+    n, c, *spatial = maps.shape
+    x = maps.float().reshape(n, c, -1).transpose(1, 2)  # (N, positions, C)
     x = torch.nan_to_num(x - x.mean(dim=1, keepdim=True))
     with _single_lapack_thread(x.device):
         _, _, vh = torch.linalg.svd(x, full_matrices=False)
     proj = (x @ vh[:, :1, :].transpose(1, 2))[..., 0]  # (N, hw), mean zero
-    return align_sign(proj, maps.float().sum(dim=1)).reshape(n, h, w)
+    return align_sign(proj, maps.float().sum(dim=1)).reshape(n, *spatial)
 
 
 def align_sign(maps: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

@@ -322,8 +322,10 @@ def raw_channel_axis(
     does more than rearrange elements (slice, permute, reshape, transpose).
     """
     if reshape_transform is None:
-        if raw.dim() != 4:
-            raise LayerOutputError(f"expected a (N, C, h, w) layer output; got shape {tuple(raw.shape)}")
+        if raw.dim() not in (3, 4, 5):
+            raise LayerOutputError(
+                f"expected a (N, C, *spatial) layer output with 1-3 spatial axes; got shape {tuple(raw.shape)}"
+            )
         return 1, torch.arange(num_channels, device=raw.device)
     one = raw[:1]
     probe = torch.arange(one.numel(), dtype=torch.float64, device=raw.device).reshape(one.shape)
@@ -335,7 +337,7 @@ def raw_channel_axis(
         mapped = reshape_transform(probe)
     except Exception as exc:
         raise LayerOutputError(f"{hint}; it failed on a float64 probe tensor: {exc}") from exc
-    if not isinstance(mapped, torch.Tensor) or mapped.dim() != 4 or mapped.shape[1] != num_channels:
+    if not isinstance(mapped, torch.Tensor) or mapped.dim() not in (3, 4, 5) or mapped.shape[1] != num_channels:
         raise LayerOutputError(f"{hint}; it returned {getattr(mapped, 'shape', type(mapped).__name__)}")
     idx = mapped[0].flatten(1)  # (C, h*w) flat positions in raw[0]
     if not bool(torch.all(idx == idx.round())) or bool((idx < 0).any()) or bool((idx >= one.numel()).any()):

@@ -1,7 +1,11 @@
 """Test-time augmentation smoothing (``aug_smooth=True``): augment, run, de-augment, average.
 
-Six augmentations: horizontal flip (off/on) x multiplying the input by 0.9, 1.0 and 1.1 (the
-default set of pytorch-grad-cam). :func:`explain_augmented` is the one path:
+Six augmentations: flip of the last axis (off/on) x multiplying the input by 0.9, 1.0 and 1.1 (the
+default set of pytorch-grad-cam). The flip is along the *last* axis whatever the number of spatial
+axes: the horizontal flip of an image ``(N, C, H, W)``, the left-right flip of every slice of a
+volume or video ``(N, C, D, H, W)`` (depth/time order is kept), and the time reversal of a signal
+``(N, C, L)`` -- which suits symmetric signals only; for a causal signal (ECG, audio) leave
+``aug_smooth`` off. :func:`explain_augmented` is the one path:
 
 1. the ``len(augs) * N`` augmented images are *rows*, the un-augmented copy first;
 2. rows run through the CAM (capture, per-layer maps, finished maps) as one batch, or -- when
@@ -61,7 +65,7 @@ IDENTITY = Augmentation(False, 1.0)
 
 
 def augment(x: torch.Tensor, augs: Sequence[Augmentation] = AUGMENTATIONS) -> torch.Tensor:
-    """Stack the augmented copies of ``x`` ``(N, C, H, W)`` -> ``(len(augs) * N, C, H, W)``, aug-major."""
+    """Stack the augmented copies of ``x`` ``(N, C, *spatial)`` -> ``(len(augs) * N, C, *spatial)``, aug-major."""
     out = []
     for aug in augs:
         y = x.flip(-1) if aug.flip else x
@@ -70,7 +74,7 @@ def augment(x: torch.Tensor, augs: Sequence[Augmentation] = AUGMENTATIONS) -> to
 
 
 def deaugment_mean(maps: torch.Tensor, n: int, augs: Sequence[Augmentation] = AUGMENTATIONS) -> torch.Tensor:
-    """Undo each augmentation on ``maps`` ``(len(augs) * N, H, W)`` (aug-major) and average -> ``(N, H, W)``."""
+    """Undo each augmentation on ``maps`` ``(len(augs) * N, *spatial)`` (aug-major) and average -> ``(N, *spatial)``."""
     chunks = maps.reshape(len(augs), n, *maps.shape[1:])
     restored = [c.flip(-1) if a.flip else c for a, c in zip(augs, chunks)]
     return torch.stack(restored).mean(dim=0)

@@ -11,7 +11,7 @@ from ..registry import register
 from ..reshape import raw_channel_axis
 from ..split import LayerSplit, TailRunner, outputs_match
 from ..targets import score_targets
-from .base import LayerContext, PerturbationCAM, check_argument
+from .base import LayerContext, PerturbationCAM, check_argument, per_channel
 
 __all__ = ["AblationCAM"]
 
@@ -80,7 +80,7 @@ class AblationCAM(PerturbationCAM):
             out.movedim(axis, 1)[torch.arange(rows.numel(), device=rows.device), ch] = self.ablation_value
             return run(img, out)
 
-        closed = self._closed_form(ctx, ablated) if path == "tail" and axis == 1 and raw.dim() == 4 else None
+        closed = self._closed_form(ctx, ablated) if path == "tail" and axis == 1 and raw.dim() == ctx.activations.dim() else None
         self.last_path[ctx.name] = path if closed is None else "closed-form"
 
         def score(rows: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
@@ -103,7 +103,7 @@ class AblationCAM(PerturbationCAM):
         if head is None or head[0].dim() != 2 or head[0].shape[1] != c or tuple(z.shape) != (n, head[0].shape[0]):
             return None
         columns = head[0].detach().T.contiguous()  # (C, K): W[:, k] as rows
-        shift = self.ablation_value - raw.double().mean(dim=(2, 3))  # (N, C): v - mean(A_k)
+        shift = self.ablation_value - raw.double().flatten(2).mean(dim=2)  # (N, C): v - mean(A_k)
         z64 = z.double()
 
         def run(rows: torch.Tensor) -> torch.Tensor:  # float64: y - y_k is small next to y
@@ -119,4 +119,4 @@ class AblationCAM(PerturbationCAM):
         y = ctx.scores.double()[:, None]
         yk = self.ablated_scores(ctx)
         denom = torch.where(y == 0, torch.ones_like(y), y)
-        return ((y - yk) / denom).to(ctx.activations.dtype)[:, :, None, None]
+        return per_channel(((y - yk) / denom).to(ctx.activations.dtype), ctx.activations)

@@ -31,7 +31,7 @@ from ..scoring import score_in_chunks
 from ..smoothing import Explained, explain_augmented
 from ..targets import TargetFn
 
-__all__ = ["BaseCAM", "GradientCAM", "ActivationCAM", "PerturbationCAM", "LayerContext", "Explanation", "check_argument"]
+__all__ = ["spatial_dims", "per_channel", "BaseCAM", "GradientCAM", "ActivationCAM", "PerturbationCAM", "LayerContext", "Explanation", "check_argument"]
 
 logger = logging.getLogger("camlens")
 
@@ -161,6 +161,24 @@ def check_argument(owner: str, name: str, value: Any, kind: str, choices: Sequen
             raise ArgumentError(f"{what} must be one of {', '.join(map(repr, choices))}; got {value!r}")
         return value
     raise ArgumentError(f"check_argument: unknown argument kind {kind!r}")  # pragma: no cover - a bug in camlens
+
+
+def _spatial_names(k: int) -> str:
+    """``"l"``, ``"h, w"`` or ``"d, h, w"`` for ``k`` spatial axes."""
+    return {1: "l", 2: "h, w", 3: "d, h, w"}.get(k, "*spatial")
+
+
+def spatial_dims(t: torch.Tensor) -> tuple[int, ...]:
+    """The spatial axes of a ``(N, C, *spatial)`` tensor: ``(2, ..., t.dim() - 1)``.
+
+    Methods reduce over these (``grads.mean(dim=spatial_dims(grads), keepdim=True)``) so the same
+    code serves signals ``(N, C, L)``, images ``(N, C, H, W)`` and volumes ``(N, C, D, H, W)``."""
+    return tuple(range(2, t.dim()))
+
+
+def per_channel(weights: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``(N, C)`` weights shaped ``(N, C, 1, ...)`` to broadcast against ``like`` ``(N, C, *spatial)``."""
+    return weights.reshape(*weights.shape[:2], *([1] * (like.dim() - 2)))
 
 
 class BaseCAM:
@@ -358,15 +376,15 @@ class BaseCAM:
             resolve_targets=resolve_targets,
         )  # fmt: skip
         raw = self._layer_maps(cap, x, eigen_smooth)
-        return self._finish(raw, tuple(x.shape[-2:])), raw, cap.scores, cap.targets
+        return self._finish(raw, tuple(x.shape[2:])), raw, cap.scores, cap.targets
 
     def _layer_maps(self, cap: Capture, x: torch.Tensor, eigen_smooth: bool) -> list[torch.Tensor]:
         maps = []
         for i, (name, module) in enumerate(self.layers):
-            acts = self._to_maps(cap.activations[i], name, "activations")
+            acts = self._to_maps(cap.activations[i], name, "activations", x.dim())
             grads = None
             if cap.gradients is not None:
-                grads = self._to_maps(cap.gradients[i], name, "gradients")
+                grads = self._to_maps(cap.gradients[i], name, "gradients", x.dim())
                 if self.reshape_transform is not None:  # the engine checked the raw gradients
                     _warn_blank_gradients(grads, cap.gradients[i], name)
             ctx = LayerContext(
@@ -384,21 +402,28 @@ class BaseCAM:
             maps.append(self.layer_map(ctx, eigen_smooth))
         return maps
 
-    def _to_maps(self, tensor: torch.Tensor, name: str, what: str) -> torch.Tensor:
+    def _to_maps(self, tensor: torch.Tensor, name: str, what: str, input_dim: int = 4) -> torch.Tensor:
+        """The layer's ``tensor`` (after ``reshape_transform``) as float ``(N, C, *layer_spatial)`` with
+        as many spatial axes as the input ``(N, C, *spatial)`` has (``input_dim - 2``)."""
         if self.reshape_transform is not None:
             tensor = self.reshape_transform(tensor)
-        if not isinstance(tensor, torch.Tensor) or tensor.dim() != 4:
+        if not isinstance(tensor, torch.Tensor) or tensor.dim() != input_dim:
             shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+            spatial = _spatial_names(input_dim - 2)
             hint = (
-                "the reshape_transform must return (N, C, h, w)"
+                f"the reshape_transform must return (N, C, {spatial})"
                 if self.reshape_transform is not None
                 else "for token outputs (N, tokens, C) pass reshape_transform=camlens.reshape.TokenReshape(...) "
-                "or a callable returning (N, C, h, w)"
+                f"or a callable returning (N, C, {spatial}); for a {input_dim - 2}-D input choose a layer that "
+                f"keeps its {input_dim - 2} spatial axes"
             )
-            raise LayerOutputError(f"{what} of target layer {name!r} have shape {shape}, expected (N, C, h, w); {hint}")
+            raise LayerOutputError(
+                f"{what} of target layer {name!r} have shape {shape}, expected (N, C, {spatial}) for an input "
+                f"with {input_dim - 2} spatial axes; {hint}"
+            )
         return tensor.float()
 
-    def _finish(self, raw_maps: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+    def _finish(self, raw_maps: list[torch.Tensor], size: tuple[int, ...]) -> torch.Tensor:
         per_layer = []
         for m in raw_maps:
             m = pp.relu(m)

@@ -156,14 +156,14 @@ class DeepFeatureFactorization(ActivationCAM):
     # ------------------------------------------------------------------ maths
     def _factor(self, acts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float, float]:
         """``(W (N, k, h, w), H (k, C), error, relative error)`` of activations ``(N, C, h, w)``."""
-        n, c, h, w = acts.shape
-        v = acts.clamp_min(0).permute(0, 2, 3, 1).reshape(n * h * w, c)
+        n, c, *spatial = acts.shape  # any number of spatial axes: every position is one sample
+        v = acts.clamp_min(0).movedim(1, -1).reshape(-1, c)
         res = nmf(v, self.n_components, **self.nmf_options)
         norm = float(torch.linalg.norm(v))
         # Strength of concept j at position i: the norm of its contribution W_ij H_j to the feature
         # vector there (free of NMF's scale ambiguity W H = (W / s)(s H)). Its embedding is scaled
         # to the feature vector it contributes where it is strongest (what the head names).
-        strengths = (res.W * res.H.norm(dim=1)).reshape(n, h, w, -1).permute(0, 3, 1, 2)
+        strengths = (res.W * res.H.norm(dim=1)).reshape(n, *spatial, -1).movedim(-1, 1)
         peak = res.W.amax(dim=0)
         concepts = res.H * torch.where(peak > 0, peak, torch.ones_like(peak))[:, None]
         return strengths, concepts, res.error, res.error / norm if norm > 0 else 0.0
@@ -205,11 +205,12 @@ class DeepFeatureFactorization(ActivationCAM):
         name = self.target_layer_names[0]
         with eval_mode(self.model), torch.inference_mode(False):
             cap = self.engine.run(x, None, need_gradients=False)
-            acts = self._to_maps(cap.activations[0], name, "activations")
+            acts = self._to_maps(cap.activations[0], name, "activations", x.dim())
             del cap
             strengths, concepts, err, rel = self._factor(acts)
-            up = pp.upsample(strengths.flatten(0, 1), tuple(x.shape[-2:])).reshape(*strengths.shape[:2], *x.shape[-2:])
-            peak = up.flatten(1).amax(dim=1).clamp_min(torch.finfo(up.dtype).tiny).view(-1, 1, 1, 1)
+            up = pp.upsample(strengths.flatten(0, 1), tuple(x.shape[2:])).reshape(*strengths.shape[:2], *x.shape[2:])
+            peak = up.flatten(1).amax(dim=1).clamp_min(torch.finfo(up.dtype).tiny)
+            peak = peak.reshape(-1, *([1] * (up.dim() - 1)))
             fac = Factorization(concepts=concepts, maps=(up / peak).clamp(0, 1), layer_maps=strengths,
                                 reconstruction_error=err, relative_error=rel, layer_name=name)
             head = self._resolve_head(acts.shape[1])

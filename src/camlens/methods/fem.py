@@ -10,7 +10,7 @@ from .. import postprocess as pp
 from ..engine import CamLensWarning
 from ..errors import InputTypeError
 from ..registry import register
-from .base import ActivationCAM, LayerContext
+from .base import ActivationCAM, LayerContext, spatial_dims
 
 
 @register("fem", "feature-explanation-method")
@@ -54,13 +54,13 @@ class FEM(ActivationCAM):
 
     def weighted_masks(self, activations: torch.Tensor) -> torch.Tensor:
         """``mu_k * B_k`` of ``(N, C, h, w)`` activations, same shape."""
-        mean = activations.mean(dim=(2, 3), keepdim=True)
-        std = activations.std(dim=(2, 3), keepdim=True, correction=0)
+        mean = activations.mean(dim=spatial_dims(activations), keepdim=True)
+        std = activations.std(dim=spatial_dims(activations), keepdim=True, correction=0)
         mask = activations >= mean + self.k_sigma * std
         return mask.to(activations.dtype) * mean
 
     def layer_map(self, ctx: LayerContext, eigen_smooth: bool) -> torch.Tensor:
-        positions = ctx.activations.shape[2] * ctx.activations.shape[3]
+        positions = ctx.activations[0, 0].numel()
         if positions - 1 <= self.k_sigma**2:
             # No value of n samples lies more than sqrt(n - 1) population std above their mean.
             warnings.warn(

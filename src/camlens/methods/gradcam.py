@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..registry import register
-from .base import GradientCAM, LayerContext
+from .base import GradientCAM, LayerContext, spatial_dims
 
 
 @register("gradcam", "grad-cam")
@@ -26,4 +26,4 @@ class GradCAM(GradientCAM):
     cost = "one forward pass with autograd from the target layer on, plus one backward pass to the layer (about one forward pass in all; no parameter gradients)"
 
     def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
-        return ctx.gradients.mean(dim=(2, 3), keepdim=True)
+        return ctx.gradients.mean(dim=spatial_dims(ctx.gradients), keepdim=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..registry import register
-from .base import GradientCAM, LayerContext
+from .base import GradientCAM, LayerContext, spatial_dims
 
 
 @register("gradcam++", "gradcampp", "gradcamplusplus")
@@ -38,10 +38,10 @@ class GradCAMPlusPlus(GradientCAM):
         # 2 + S g can nearly cancel when activations are signed; float64 keeps alpha accurate.
         wide = torch.float32 if ctx.gradients.device.type == "mps" else torch.float64
         g = ctx.gradients.to(wide)
-        a_sum = ctx.activations.to(wide).sum(dim=(2, 3), keepdim=True)
+        a_sum = ctx.activations.to(wide).sum(dim=spatial_dims(ctx.activations), keepdim=True)
         # For g != 0, g^2 / (2 g^2 + S g^3) = 1 / (2 + S g): the same value without powers of a
         # small gradient that lose precision in float32. Only g > 0 matters (ReLU(g) weights it).
         denom = 2 + a_sum * g
         positive = (g > 0) & (denom != 0)
         alpha = torch.where(positive, 1 / torch.where(positive, denom, torch.ones_like(denom)), torch.zeros_like(g))
-        return (alpha * g.clamp_min(0)).sum(dim=(2, 3), keepdim=True).to(ctx.gradients.dtype)
+        return (alpha * g.clamp_min(0)).sum(dim=spatial_dims(alpha), keepdim=True).to(ctx.gradients.dtype)

@@ -50,4 +50,4 @@ class ISCAM(ScoreCAM):
     ) -> torch.Tensor:
         i = (samples + 1).to(masks.dtype)
         alpha = i * (i + 1) / (2 * self.num_samples) if self.cumulative else i / self.num_samples
-        return x * (masks * alpha[:, None, None])[:, None].to(x.dtype)
+        return x * (masks * alpha.reshape(-1, *([1] * (masks.dim() - 1))))[:, None].to(x.dtype)

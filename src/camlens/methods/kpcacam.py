@@ -115,8 +115,8 @@ class KPCACAM(ActivationCAM):
 
     def layer_map(self, ctx: LayerContext, eigen_smooth: bool) -> torch.Tensor:
         acts = ctx.activations
-        n, c, h, w = acts.shape
-        x = acts.reshape(n, c, h * w).transpose(1, 2)
+        n, c, *spatial = acts.shape  # every position of any number of spatial axes is one sample
+        x = acts.reshape(n, c, -1).transpose(1, 2)
         x = torch.nan_to_num(x - x.mean(dim=1, keepdim=True))
         proj = kernel_pca_first_component(x, self.kernel, self.gamma, self.degree, self.coef0)
         flat = proj.abs().amax(dim=1).eq(0) & x.flatten(1).abs().amax(dim=1).gt(0)
@@ -129,4 +129,4 @@ class KPCACAM(ActivationCAM):
                 CamLensWarning,
                 stacklevel=4,
             )
-        return pp.align_sign(proj, acts.sum(dim=1)).reshape(n, h, w)
+        return pp.align_sign(proj, acts.sum(dim=1)).reshape(n, *spatial)

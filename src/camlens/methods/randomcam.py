@@ -61,7 +61,7 @@ class RandomCAM(ActivationCAM):
 
     def layer_map(self, ctx: LayerContext, eigen_smooth: bool) -> torch.Tensor:
         acts = ctx.activations
-        w = self.channel_weights(acts.shape[1], ctx.index).to(acts.device).view(1, -1, 1, 1)
+        w = self.channel_weights(acts.shape[1], ctx.index).to(acts.device).view(1, -1, *([1] * (acts.dim() - 2)))
         weighted = w * acts
         if eigen_smooth:
             return pp.eigen_projection(weighted)

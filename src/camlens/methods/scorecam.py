@@ -10,7 +10,7 @@ import torch
 from .. import postprocess as pp
 from ..registry import register
 from ..targets import ClassifierOutputSoftmaxTarget, TargetFn, score_targets
-from .base import LayerContext, PerturbationCAM, check_argument
+from .base import LayerContext, PerturbationCAM, check_argument, per_channel
 
 __all__ = ["ScoreCAM"]
 
@@ -105,7 +105,7 @@ class ScoreCAM(PerturbationCAM):
         ``num_samples`` perturbed copies), and which channels count."""
         acts, x = ctx.activations, ctx.input_tensor
         n, c = acts.shape[:2]
-        size = tuple(x.shape[-2:])
+        size = tuple(x.shape[2:])
         flat = acts.flatten(2)
         scored = torch.ones(n, c, dtype=torch.bool, device=acts.device)
         if self.top_k is not None and self.top_k < c:
@@ -145,4 +145,4 @@ class ScoreCAM(PerturbationCAM):
         """``(N, C, 1, 1)`` weights: softmax over the scored channels (0 for channels left out by ``top_k``)."""
         scores, scored = self.channel_scores(ctx)
         weights = torch.softmax(scores, dim=1)
-        return torch.where(scored, weights, torch.zeros_like(weights))[:, :, None, None]
+        return per_channel(torch.where(scored, weights, torch.zeros_like(weights)), ctx.activations)

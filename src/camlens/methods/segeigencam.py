@@ -38,7 +38,7 @@ class SegEigenCAM(GradientCAM):
         return ctx.gradients.abs()
 
     def layer_map(self, ctx: LayerContext, eigen_smooth: bool) -> torch.Tensor:
-        proj = pp.eigen_projection(self.weighted_activations(ctx))  # (N, h, w), sign still to fix
+        proj = pp.eigen_projection(self.weighted_activations(ctx))  # (N, *spatial), sign still to fix
         flat = proj.flatten(1)
         flip = flat.min(dim=1).values.abs() > flat.max(dim=1).values.abs()
-        return torch.where(flip[:, None, None], -proj, proj)
+        return torch.where(flip.reshape(-1, *([1] * (proj.dim() - 1))), -proj, proj)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import postprocess as pp
-from ..errors import ArgumentError, InputTypeError
+from ..errors import ArgumentError, InputShapeError, InputTypeError
 from ..hooks import eval_mode
 from ..progress import progress_bar
 from ..registry import get_method, register
@@ -202,6 +202,12 @@ class SESS(BaseCAM):
         if targets is not None and target_category is not None:
             raise ArgumentError("pass either targets or target_category, not both")
         x = self.engine.prepare_input(input_tensor)
+        if x.dim() != 4:
+            raise InputShapeError(
+                f"SESS slides square windows over images and needs a (N, C, H, W) input; got shape {tuple(x.shape)} "
+                f"({x.dim() - 2} spatial axes). For signals and volumes use the base method directly "
+                "(e.g. GradCAM, ScoreCAM)"
+            )
         n, _, height, width = x.shape
         window, sizes, wins = self.windows(height, width)
         with eval_mode(self.model), torch.inference_mode(False):

@@ -9,7 +9,7 @@ import torch
 from ..errors import ArgumentError, InputTypeError
 from ..progress import progress_bar
 from ..registry import register
-from .base import GradientCAM, LayerContext
+from .base import GradientCAM, LayerContext, spatial_dims
 
 __all__ = ["SmoothGradCAMpp"]
 
@@ -100,7 +100,7 @@ class SmoothGradCAMpp(GradientCAM):
         return torch.Generator().manual_seed(0 if self.seed is None else int(self.seed))
 
     def noisy_moments(self, ctx: LayerContext) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """``(D1, D2, D3)`` of every target layer, each ``(N, C, h, w)``, from the noisy copies."""
+        """``(D1, D2, D3)`` of every target layer, each ``(N, C, *spatial)``, from the noisy copies."""
         x = ctx.input_tensor
         n = x.shape[0]
         wide = torch.float32 if x.device.type == "mps" else torch.float64
@@ -130,7 +130,7 @@ class SmoothGradCAMpp(GradientCAM):
             cap = self.engine.run(noisy, [ctx.targets[i] for i in img.tolist()], need_gradients=True)
             del noisy
             scores = cap.scores.to(wide)
-            grads = [self._to_maps(g, name, "gradients").to(wide) for g, (name, _) in zip(cap.gradients, self.layers)]
+            grads = [self._to_maps(g, name, "gradients", x.dim()).to(wide) for g, (name, _) in zip(cap.gradients, self.layers)]
             if not sums:
                 sums = [[torch.zeros((n, *g.shape[1:]), dtype=wide, device=g.device) for _ in range(3)] for g in grads]
             # Online softmax over samples: rescale earlier sums when an image's max score grows.
@@ -146,8 +146,11 @@ class SmoothGradCAMpp(GradientCAM):
                     a.mul_(rescale.view(shape)).index_add_(0, img, w * g**p)
             top = new_top
             del cap, grads
-        norm = z.view(n, 1, 1, 1)
-        return [(a1 / norm, a2 / norm, a3 / norm) for a1, a2, a3 in sums]
+        out = []
+        for a1, a2, a3 in sums:
+            norm = z.view(n, *([1] * (a1.dim() - 1)))
+            out.append((a1 / norm, a2 / norm, a3 / norm))
+        return out
 
     # ------------------------------------------------------------------ weights
     def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
@@ -161,10 +164,10 @@ class SmoothGradCAMpp(GradientCAM):
         finally:
             if index == len(self.layers) - 1:
                 self._moments = None
-        a_sum = ctx.activations.to(d2.dtype).sum(dim=(2, 3), keepdim=True)
+        a_sum = ctx.activations.to(d2.dtype).sum(dim=spatial_dims(ctx.activations), keepdim=True)
         nonzero = d2 > 0
         ratio = torch.where(nonzero, d3 / torch.where(nonzero, d2, torch.ones_like(d2)), torch.zeros_like(d2))
         denom = 2 + a_sum * ratio
         keep = (d1 > 0) & nonzero & (denom != 0)
         alpha = torch.where(keep, 1 / torch.where(keep, denom, torch.ones_like(denom)), torch.zeros_like(denom))
-        return (alpha * d1.clamp_min(0)).sum(dim=(2, 3), keepdim=True).to(ctx.activations.dtype)
+        return (alpha * d1.clamp_min(0)).sum(dim=spatial_dims(alpha), keepdim=True).to(ctx.activations.dtype)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..registry import register
-from .base import GradientCAM, LayerContext
+from .base import GradientCAM, LayerContext, spatial_dims
 
 
 @register("xgradcam", "xgrad-cam")
@@ -27,7 +27,7 @@ class XGradCAM(GradientCAM):
 
     def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
         a = ctx.activations
-        total = a.sum(dim=(2, 3), keepdim=True)
-        num = (a * ctx.gradients).sum(dim=(2, 3), keepdim=True)
+        total = a.sum(dim=spatial_dims(a), keepdim=True)
+        num = (a * ctx.gradients).sum(dim=spatial_dims(a), keepdim=True)
         safe = torch.where(total != 0, total, torch.ones_like(total))
         return torch.where(total != 0, num / safe, torch.zeros_like(num))
