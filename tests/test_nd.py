@@ -87,3 +87,100 @@ def test_every_method_any_dimensionality(method, k, nets):
     if not get_method(method).multi_pass and method != "dff":
         one = cam(input_tensor=x[1:], targets=[ClassifierOutputTarget(4)])
         np.testing.assert_allclose(out[1:], one, atol=1e-5)
+
+
+# ---------------------------------------------------------------- models with several inputs
+class ImageAndMeta(nn.Module):
+    """``fc(pool(features(x))) + scale * meta @ W``: an image plus per-image metadata and a flag."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = NDNet(2, seed=3)
+        self.meta = nn.Linear(5, 6, bias=False)
+
+    def forward(self, x: torch.Tensor, meta: torch.Tensor, *, scale: float = 1.0) -> torch.Tensor:
+        assert meta.shape[0] == x.shape[0]  # the extra input is batched along with the image
+        # metadata also reweights the first 5 feature channels
+        gate = torch.cat([torch.sigmoid(meta), meta.new_ones(meta.shape[0], 3)], dim=1)[:, :, None, None]
+        a = self.net.act(self.net.block(self.net.stem(x) * gate))
+        return self.net.fc(a.flatten(2).mean(dim=2)) + scale * self.meta(meta)
+
+    @property
+    def block(self) -> nn.Module:
+        return self.net.block
+
+
+class Bound(nn.Module):
+    """``model(x, meta, scale=...)`` with ``meta`` fixed: the one-input reference."""
+
+    def __init__(self, model: nn.Module, meta: torch.Tensor, scale: float) -> None:
+        super().__init__()
+        self.model, self.m, self.scale = model, meta, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x, self.m.expand(x.shape[0], -1), scale=self.scale)
+
+
+@pytest.mark.filterwarnings("ignore:AblationCAM cannot run only the layers after")  # the reference Bound
+@pytest.mark.parametrize("method", [m for m in METHODS if m not in ("legrad", "sess")])
+def test_extra_inputs_go_with_their_image(method):
+    """Every copy the method runs (masked, ablated, noisy, augmented) gets its own image's metadata:
+    the batch with forward_args equals each image explained alone with its metadata bound."""
+    model = ImageAndMeta().eval()
+    x = batch(2, n=2, seed=1)
+    meta = torch.randn(2, 5, generator=torch.Generator().manual_seed(2)) * 3
+    targets = [ClassifierOutputTarget(1), ClassifierOutputTarget(4)]
+    smooth = {"aug_smooth": True} if not get_method(method).multi_pass and method != "dff" else {}
+    got = make(method, model)(x, targets=targets, forward_args=(meta,), forward_kwargs={"scale": 2.0}, **smooth)
+    if method == "dff":  # factorises the whole batch jointly: compare with the whole batch bound
+        cam = get_method(method)(model=Bound(model, meta, 2.0).eval(), target_layers=[model.block], progress=False)
+        np.testing.assert_allclose(got, cam(x, targets=targets), atol=2e-5)
+    for i in range(2 if method != "dff" else 0):
+        bound = Bound(model, meta[i : i + 1], 2.0).eval()
+        cam = get_method(method)(model=bound, target_layers=[model.block], progress=False,
+                                 **{**settings(method).get("kwargs", {})})  # fmt: skip
+        want = cam(x[i : i + 1], targets=[targets[i]], **smooth)
+        np.testing.assert_allclose(got[i : i + 1], want, atol=2e-5, err_msg=f"{method} image {i}")
+    # the metadata matters: without it (zeros) the maps differ
+    other = make(method, model)(x, targets=targets, forward_args=(torch.zeros_like(meta),), forward_kwargs={"scale": 2.0}, **smooth)
+    assert not np.allclose(got, other, atol=1e-4)
+
+
+class PixelValuesModel(nn.Module):
+    """A HuggingFace-style model: ``model(pixel_values=..., output_hidden_states=...)`` returning an
+    object with ``.logits``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = NDNet(3, seed=4)
+
+    def forward(self, *, pixel_values: torch.Tensor, output_hidden_states: bool = False):
+        assert output_hidden_states is False
+        return type("Out", (), {"logits": self.net(pixel_values)})()
+
+
+def test_input_name_passes_the_image_by_keyword():
+    model = PixelValuesModel().eval()
+    x = batch(3, n=2)
+    got = make("gradcam", model.net)(x, targets=[ClassifierOutputTarget(2)] * 2)
+    cam = get_method("gradcam")(model, target_layers=["net.block"], progress=False)
+    out = cam(x, targets=[ClassifierOutputTarget(2)] * 2, input_name="pixel_values",
+              forward_kwargs={"output_hidden_states": False})  # fmt: skip
+    np.testing.assert_allclose(out, got, atol=1e-6)
+    sc = get_method("scorecam")(model, target_layers=["net.block"], progress=False, top_k=4, batch_size=3)
+    ref = get_method("scorecam")(model.net, target_layers=["block"], progress=False, top_k=4, batch_size=3)
+    np.testing.assert_allclose(sc(x, input_name="pixel_values"), ref(x), atol=1e-6)
+
+
+def test_extra_input_errors():
+    model = ImageAndMeta().eval()
+    cam = make("gradcam", model)
+    x = batch(2, n=2)
+    with pytest.raises(TypeError, match=r"forward_args must be a tuple.*forward_args=\(value,\)"):
+        cam(x, forward_args=torch.zeros(2, 5))
+    with pytest.raises(TypeError, match="forward_kwargs must be a dict"):
+        cam(x, forward_args=(torch.zeros(2, 5),), forward_kwargs=[1])
+    with pytest.raises(TypeError, match="input_name"):
+        cam(x, input_name="pixel values")
+    with pytest.raises(ValueError, match="SESS .*does not take extra model inputs"):
+        get_method("sess")(model, target_layers=[model.block], progress=False)(x, forward_args=(torch.zeros(2, 5),))

@@ -44,6 +44,7 @@ from .errors import (
     NonFiniteInputError,
 )
 from .hooks import HookSet, capture_scope, in_capture
+from .model_inputs import invoke
 from .targets import TargetFn, score_targets, targets_from_categories
 
 __all__ = [
@@ -253,10 +254,11 @@ def forward_error_note(model: nn.Module, x: torch.Tensor, exc: BaseException | N
 
 
 def call_model(model: nn.Module, x: torch.Tensor) -> Any:
-    """``model(x)``; an exception from the model keeps its type and gains a note with camlens's
-    context (:func:`forward_error_note`). camlens's own errors pass unchanged."""
+    """``model(x)`` -- with the running call's extra inputs, ``model(x, *forward_args, **forward_kwargs)``
+    (see :mod:`camlens.model_inputs`); an exception from the model keeps its type and gains a note
+    with camlens's context (:func:`forward_error_note`). camlens's own errors pass unchanged."""
     try:
-        return model(x)
+        return invoke(model, x)
     except Exception as exc:
         if not isinstance(exc, CamLensError) and not _has_note(exc):
             _add_note(exc, forward_error_note(model, x, exc))

@@ -27,6 +27,7 @@ from torch import nn
 
 from .engine import OutputAdapter, default_output_adapter, forward_outputs
 from .errors import ArgumentError, ModelOutputError
+from .model_inputs import rows_of
 from .progress import progress_bar
 
 __all__ = ["score_in_chunks", "Progress"]
@@ -43,6 +44,7 @@ def score_in_chunks(
     *,
     inputs: Callable[[Rows], torch.Tensor] | None = None,
     run: Callable[[Rows], Any] | None = None,
+    images: Callable[[Rows], torch.Tensor] | None = None,
     batch_size: int,
     device: torch.device,
     output_adapter: OutputAdapter | None = None,
@@ -52,10 +54,12 @@ def score_in_chunks(
 ) -> torch.Tensor:
     """Scores ``(total,)`` of ``total`` rows, ``batch_size`` rows per model call.
 
-    Give ``inputs(rows) -> (B, C, H, W)`` to run the full ``model`` on perturbed inputs, or
+    Give ``inputs(rows) -> (B, C, *spatial)`` to run the full ``model`` on perturbed inputs, or
     ``run(rows) -> raw model output`` for another way to the output (a traced tail, a closed
     form). ``score(rows, outputs) -> (B,)`` turns the adapted outputs into one number per row.
     No autograd is recorded; the caller holds eval mode. ``batch_size`` below 1 counts as 1.
+    ``images(rows) -> (B,)`` says which image each row's input comes from, so that extra model
+    inputs (:mod:`camlens.model_inputs`) are repeated along with it; ``run`` handles that itself.
 
     Example::
 
@@ -74,7 +78,8 @@ def score_in_chunks(
         for start in steps:
             rows = torch.arange(start, min(start + bs, total), device=device)
             if inputs is not None:
-                outputs = forward_outputs(model, inputs(rows), adapter)
+                with rows_of(images(rows) if images is not None else None):
+                    outputs = forward_outputs(model, inputs(rows), adapter)
             else:
                 outputs = adapter(run(rows))  # type: ignore[misc]
                 if not isinstance(outputs, torch.Tensor):

@@ -29,6 +29,7 @@ import torch
 
 from .engine import CamLensWarning
 from .errors import TargetError
+from .model_inputs import rows_of
 from .postprocess import minmax_normalize
 from .targets import TargetFn, targets_from_categories
 
@@ -140,7 +141,8 @@ def _run_rows(
     xs = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
     images = [r % n for r in rows]
     if all(chosen[i] is not None for i in images):
-        return step(xs, [chosen[i] for i in images])  # type: ignore[misc]
+        with rows_of(torch.tensor(images)):
+            return step(xs, [chosen[i] for i in images])  # type: ignore[misc]
 
     def resolve(outputs: torch.Tensor) -> list[TargetFn]:
         # Unknown targets belong to un-augmented rows in this chunk (they come first): the top class there.
@@ -149,4 +151,5 @@ def _run_rows(
             chosen[rows[p]] = t
         return [chosen[i] for i in images]  # type: ignore[misc]
 
-    return step(xs, None, resolve_targets=resolve)
+    with rows_of(torch.tensor(images)):
+        return step(xs, None, resolve_targets=resolve)

@@ -40,6 +40,7 @@ import torch
 from torch import fx, nn
 
 from .engine import CamLensWarning, OutputAdapter, call_model, default_output_adapter
+from .model_inputs import active_inputs, rows_of
 from .errors import CamLensError
 from .hooks import HookSet, capture_scope, in_capture
 
@@ -317,8 +318,9 @@ class TailRunner:
         fast: bool = True,
     ) -> tuple[LayerRun, str]:
         """``(run, path)`` for layer ``name`` on input ``x`` whose layer output was ``raw`` and whose
-        adapted model output was ``outputs``."""
-        if fast:
+        adapted model output was ``outputs``. With extra model inputs (:mod:`camlens.model_inputs`)
+        the full model runs: the traced tail takes the layer output alone."""
+        if fast and active_inputs() is None:
             tail = self._tail(name, module, x, raw, outputs, output_adapter or default_output_adapter, batch_size)
             if tail is not None:
                 return tail, "tail"
@@ -389,7 +391,7 @@ class TailRunner:
             def replace(m: nn.Module, args: Any, output: Any) -> Any:
                 return rows if in_capture(token) else None
 
-            with HookSet() as hooks, torch.no_grad(), capture_scope(token):
+            with HookSet() as hooks, torch.no_grad(), capture_scope(token), rows_of(images):
                 hooks.forward(module, replace)
                 return call_model(self.model, x[images])
 

@@ -27,6 +27,7 @@ from .. import postprocess as pp
 from ..engine import CamLensWarning, Capture, Engine, OutputAdapter, model_device
 from ..errors import ArgumentError, DeviceError, InputTypeError, LayerOutputError
 from ..hooks import LayerSpec, eval_mode, resolve_layers, unwrap_model
+from ..model_inputs import ForwardInputs, use_inputs
 from ..scoring import score_in_chunks
 from ..smoothing import Explained, explain_augmented
 from ..targets import TargetFn
@@ -303,18 +304,35 @@ class BaseCAM:
         targets: Sequence[TargetFn] | None = None,
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
+        *,
+        forward_args: tuple[Any, ...] | None = None,
+        forward_kwargs: dict[str, Any] | None = None,
+        input_name: str | None = None,
     ) -> np.ndarray:
-        """Explain a batch: float32 numpy ``(N, H, W)`` in ``[0, 1]`` at the input's resolution.
+        """Explain a batch ``(N, C, *spatial)``: float32 numpy ``(N, *spatial)`` in ``[0, 1]`` at the
+        input's resolution (``(N, H, W)`` for images, ``(N, L)`` signals, ``(N, D, H, W)`` volumes).
 
         Give ``targets`` (one callable per image) or the older ``target_category`` (``None``:
         each image's top class; an int: that class for all; a list: one per image).
+
+        Models with more inputs than the image: ``forward_args`` / ``forward_kwargs`` are passed to
+        the model after the image, ``model(x, *forward_args, **forward_kwargs)``; with ``input_name``
+        the image is passed by name, ``model(*forward_args, **{input_name: x}, **forward_kwargs)``
+        (HuggingFace: ``input_name="pixel_values"``). Values with a leading batch axis of ``N`` go
+        with their image into every perturbed, noisy or augmented copy (:mod:`camlens.model_inputs`).
         """
+        extra = {
+            k: v
+            for k, v in (("forward_args", forward_args), ("forward_kwargs", forward_kwargs), ("input_name", input_name))
+            if v is not None
+        }
         return self.explain(
             input_tensor,
             targets,
             target_category=target_category,
             aug_smooth=aug_smooth,
             eigen_smooth=eigen_smooth,
+            **extra,
         ).numpy()
 
     def explain(
@@ -325,16 +343,20 @@ class BaseCAM:
         target_category: int | Sequence[int] | None = None,
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
+        forward_args: tuple[Any, ...] | None = None,
+        forward_kwargs: dict[str, Any] | None = None,
+        input_name: str | None = None,
     ) -> Explanation:
         """Like ``__call__`` but returns an :class:`Explanation` of tensors on the model's device,
         with the raw per-layer maps and the target scores."""
         if targets is not None and target_category is not None:
             raise ArgumentError("pass either targets or target_category, not both")
         x = self.engine.prepare_input(input_tensor)
+        extra = ForwardInputs.build(x.shape[0], forward_args, forward_kwargs, input_name)
         if targets is not None:
             targets = list(targets)
         step = functools.partial(self._explain_batch, eigen_smooth=eigen_smooth)
-        with eval_mode(self.model), torch.inference_mode(False):
+        with eval_mode(self.model), torch.inference_mode(False), use_inputs(extra):
             if aug_smooth:
                 cam, raw, scores, chosen = explain_augmented(step, x, targets, target_category)
             else:
@@ -543,6 +565,7 @@ class PerturbationCAM(BaseCAM):
         *,
         inputs: Callable[[torch.Tensor], torch.Tensor] | None = None,
         run: Callable[[torch.Tensor], Any] | None = None,
+        images: Callable[[torch.Tensor], torch.Tensor] | None = None,
         desc: str = "",
         dtype: torch.dtype = torch.float32,
         device: torch.device | None = None,
@@ -554,6 +577,7 @@ class PerturbationCAM(BaseCAM):
             score,
             inputs=inputs,
             run=run,
+            images=images,
             batch_size=self.batch_size,
             device=device if device is not None else model_device(self.model),
             output_adapter=self.engine.output_adapter,

@@ -10,6 +10,7 @@ import torch
 from .. import postprocess as pp
 from ..registry import register
 from ..targets import ClassifierOutputSoftmaxTarget, TargetFn, score_targets
+from ..model_inputs import active_inputs
 from .base import LayerContext, PerturbationCAM, check_argument, per_channel
 
 __all__ = ["ScoreCAM"]
@@ -119,8 +120,12 @@ class ScoreCAM(PerturbationCAM):
         if not self.zero_mask_gives_zero_input():
             constant = torch.zeros_like(constant)
         if bool((constant & scored).any()):
-            zero_out = self.engine.forward_outputs(torch.zeros_like(x[:1]))
-            zero_scores = self.masked_scores(ctx.targets, zero_out.expand(n, *zero_out.shape[1:]))
+            if active_inputs() is None:
+                zero_out = self.engine.forward_outputs(torch.zeros_like(x[:1]))
+                zero_out = zero_out.expand(n, *zero_out.shape[1:])
+            else:  # the extra inputs differ per image: one all-zero image with each image's inputs
+                zero_out = self.engine.forward_outputs(torch.zeros_like(x))
+            zero_scores = self.masked_scores(ctx.targets, zero_out)
             scores = torch.where(constant & scored, zero_scores[:, None].expand(n, c), scores)
 
         pairs = (scored & ~constant).nonzero()  # (P, 2) rows of (image, channel)
@@ -136,7 +141,10 @@ class ScoreCAM(PerturbationCAM):
             return self.masked_scores([ctx.targets[i] for i in pairs[rows // samples, 0].tolist()], outputs)
 
         total = pairs.shape[0] * samples
-        got = self.score_rows(total, score, inputs=inputs, desc=f"{type(self).__name__} {ctx.name}", device=acts.device)
+        def images(rows: torch.Tensor) -> torch.Tensor:
+            return pairs[rows // samples, 0]
+
+        got = self.score_rows(total, score, inputs=inputs, images=images, desc=f"{type(self).__name__} {ctx.name}", device=acts.device)
         img, ch = pairs.unbind(1)
         scores[img, ch] = got.reshape(-1, samples).mean(dim=1) if samples > 1 else got
         return scores, scored

@@ -198,9 +198,15 @@ class SESS(BaseCAM):
         target_category: int | Sequence[int] | None = None,
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
+        **extra_inputs: Any,
     ) -> Explanation:
         if targets is not None and target_category is not None:
             raise ArgumentError("pass either targets or target_category, not both")
+        if extra_inputs:
+            raise ArgumentError(
+                f"SESS runs the model on resized windows and does not take extra model inputs; got "
+                f"{sorted(extra_inputs)}. Explain such a model with the base method (e.g. GradCAM)"
+            )
         x = self.engine.prepare_input(input_tensor)
         if x.dim() != 4:
             raise InputShapeError(

@@ -9,6 +9,7 @@ import torch
 from ..errors import ArgumentError, InputTypeError
 from ..progress import progress_bar
 from ..registry import register
+from ..model_inputs import rows_of
 from .base import GradientCAM, LayerContext, spatial_dims
 
 __all__ = ["SmoothGradCAMpp"]
@@ -127,7 +128,8 @@ class SmoothGradCAMpp(GradientCAM):
             eps = torch.stack([noise[s] for s in sample.tolist()])
             noisy = x[img] + sigma[img] * eps
             del eps
-            cap = self.engine.run(noisy, [ctx.targets[i] for i in img.tolist()], need_gradients=True)
+            with rows_of(img):
+                cap = self.engine.run(noisy, [ctx.targets[i] for i in img.tolist()], need_gradients=True)
             del noisy
             scores = cap.scores.to(wide)
             grads = [self._to_maps(g, name, "gradients", x.dim()).to(wide) for g, (name, _) in zip(cap.gradients, self.layers)]
