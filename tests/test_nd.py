@@ -184,3 +184,130 @@ def test_extra_input_errors():
         cam(x, input_name="pixel values")
     with pytest.raises(ValueError, match="SESS .*does not take extra model inputs"):
         get_method("sess")(model, target_layers=[model.block], progress=False)(x, forward_args=(torch.zeros(2, 5),))
+
+
+# ---------------------------------------------------------------- hand-computed values in 3-D
+class Identity3D(nn.Module):
+    """``A = x`` (a 1x1x1 Conv3d with identity weights, 2 channels); logits ``z = W mean(A) + b``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.feat = nn.Conv3d(2, 2, 1, bias=False)
+        self.fc = nn.Linear(2, 3)
+        with torch.no_grad():
+            self.feat.weight.copy_(torch.eye(2).reshape(2, 2, 1, 1, 1))
+            self.fc.weight.copy_(torch.tensor([[1.0, -2.0], [0.5, 3.0], [-1.0, 1.0]]))
+            self.fc.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.feat(x).flatten(2).mean(dim=2))
+
+
+VOLUME = torch.tensor(
+    [[[[[1.0, 2.0], [0.0, -1.0]], [[3.0, 0.5], [2.0, 1.0]]],
+      [[[0.0, 1.0], [4.0, 2.0]], [[-1.0, 0.0], [1.0, 3.0]]]]]
+)  # (1, 2, 2, 2, 2)  # fmt: skip
+
+
+def _minmax(a: np.ndarray) -> np.ndarray:
+    span = a.max() - a.min()
+    return (a - a.min()) / span if span > 0 else np.zeros_like(a)
+
+
+def test_gradcam_3d_by_hand():
+    model = Identity3D().eval()
+    x = VOLUME.numpy()[0]
+    w = model.fc.weight.detach().numpy()[1]  # class 1: d z_1 / d A_k = W_1k / 8 at every voxel
+    expected = _minmax(np.maximum(w[0] / 8 * x[0] + w[1] / 8 * x[1], 0))
+    got = get_method("gradcam")(model, "feat")(VOLUME, targets=[ClassifierOutputTarget(1)])
+    assert got.shape == (1, 2, 2, 2)
+    np.testing.assert_allclose(got[0], expected, atol=1e-6)
+
+
+def test_scorecam_3d_by_hand():
+    model = Identity3D().eval()
+    x = VOLUME.numpy()[0]
+    W, b = model.fc.weight.detach().numpy(), model.fc.bias.detach().numpy()
+    s = []
+    for k in range(2):
+        masked = x * _minmax(x[k])[None]  # mask = min-max of channel k (same resolution: no upsampling)
+        z = W @ masked.reshape(2, -1).mean(axis=1) + b
+        p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        s.append(p[2])
+    weights = np.exp(np.array(s) - max(s)) / np.exp(np.array(s) - max(s)).sum()
+    expected = _minmax(np.maximum(weights[0] * x[0] + weights[1] * x[1], 0))
+    got = get_method("scorecam")(model, "feat", progress=False)(VOLUME, targets=[ClassifierOutputTarget(2)])
+    np.testing.assert_allclose(got[0], expected, atol=1e-6)
+
+
+def test_upsample_linear_and_trilinear_half_pixel_centres():
+    from camlens.postprocess import upsample
+
+    # output i samples the input at (i + 0.5) * 2 / 4 - 0.5 = -0.25, 0.25, 0.75, 1.25 (clamped at the ends)
+    np.testing.assert_allclose(upsample(torch.tensor([[0.0, 1.0]]), (4,)).numpy(), [[0, 0.25, 0.75, 1]])
+    vol = torch.tensor([0.0, 1.0]).reshape(1, 2, 1, 1).expand(1, 2, 2, 3)
+    up = upsample(vol, (4, 2, 3))
+    np.testing.assert_allclose(up[0, :, 1, 2].numpy(), [0, 0.25, 0.75, 1])
+    with pytest.raises(ValueError, match=r"1, 2 or 3 spatial axes.*\(1, 2, 2, 3\).*\(4, 2\)"):
+        upsample(vol, (4, 2))
+
+
+def test_layer_with_other_dimensionality_is_explained_clearly():
+    from camlens.errors import LayerOutputError
+
+    model = NDNet(3).eval()
+    flat = nn.Module()
+    cam = get_method("gradcam")(model, "fc")
+    with pytest.raises(LayerOutputError, match=r"expected \(N, C, d, h, w\) for an input with 3 spatial axes"):
+        cam(batch(3))
+    del flat
+
+
+def test_two_d_model_given_a_volume_says_so():
+    with pytest.raises(InputShapeError, match=r"3 spatial axes.*Conv2d.*\(N, C, H, W\)"):
+        get_method("gradcam")(NDNet(2), "block")(batch(3))
+
+
+# ---------------------------------------------------------------- a volume model with a known answer
+class OctantModel(nn.Module):
+    """Features everywhere, but the head reads only the first octant (d, h, w < half)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.feat = nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.ReLU())
+        self.fc = nn.Linear(4, 2)
+        with torch.no_grad():
+            self.fc.weight[0].copy_(torch.tensor([1.0, 0.5, 2.0, 1.5]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.feat(x)
+        h = a.shape[-1] // 2
+        return self.fc(a[:, :, :h, :h, :h].flatten(2).mean(dim=2))
+
+
+@pytest.mark.parametrize("method", ["layercam", "hirescam", "gradcamelementwise"])
+def test_volume_map_peaks_in_the_octant_the_model_reads(method):
+    """Element-wise methods keep the gradient's location: zero outside the octant the head reads.
+    (GradCAM-style channel weights spread over every position where a channel fires, by design.)"""
+    x = torch.rand(2, 1, 8, 8, 8, generator=torch.Generator().manual_seed(0)) + 0.5
+    cam = get_method(method)(OctantModel().eval(), "feat")(x, targets=[ClassifierOutputTarget(0)] * 2)
+    for m in cam:
+        d, h, w = np.unravel_index(m.argmax(), m.shape)
+        assert max(d, h, w) < 4, (method, (d, h, w))
+        assert m[:4, :4, :4].mean() > 5 * (m.sum() - m[:4, :4, :4].sum()) / (8**3 - 4**3)
+
+
+# ---------------------------------------------------------------- torchvision video ResNet
+@pytest.mark.slow
+def test_r3d_18_no_layer_given():
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = torchvision.models.video.r3d_18(num_classes=5).eval()
+    x = torch.randn(1, 3, 8, 64, 64, generator=torch.Generator().manual_seed(0))
+    for name, kw in [("gradcam", {}), ("scorecam", {"top_k": 3, "batch_size": 3}), ("ablationcam", {"batch_size": 128})]:
+        cam = get_method(name)(model, progress=False, **kw)
+        assert cam.target_layer_names == ["layer4"]
+        out = cam(x)
+        assert out.shape == (1, 8, 64, 64) and np.isfinite(out).all()
+        assert out.std() > 0.01, name

@@ -202,6 +202,15 @@ FAMILIES: tuple[Family, ...] = (
         examples=("maxvit_t",),
     ),
     Family(
+        name="Video ResNet (torchvision)",
+        classes=("VideoResNet",),
+        structure=lambda m: all(_seq(m, f"layer{i}") for i in (1, 2, 3, 4)) and _has(m, "stem", "fc")
+        and any(isinstance(c, nn.Conv3d) for c in find_submodule(m, "stem").modules()),
+        layer=lambda m: "layer4",
+        why="last residual stage, (N, C, t, h, w) before global average pooling over time and space",
+        examples=("r3d_18", "mc3_18", "r2plus1d_18"),
+    ),
+    Family(
         name="ResNet / ResNeXt / WideResNet",
         classes=(),
         structure=lambda m: all(_seq(m, f"layer{i}") for i in (1, 2, 3, 4)),
@@ -346,14 +355,18 @@ def detect_family(model: nn.Module) -> FamilyMatch | None:
 _PROBE_SIZES = (224, 32, 28, 64, 96, 128, 256, 299, 384, 512)
 
 
-def _probe_inputs(model: nn.Module) -> list[tuple[int, int, int]]:
-    """Candidate ``(C, H, W)`` probe shapes for ``model``, most likely first."""
-    channels = 3
+def _probe_inputs(model: nn.Module) -> list[tuple[int, ...]]:
+    """Candidate ``(C, *spatial)`` probe shapes for ``model``, most likely first; the number of
+    spatial axes is the first convolution's (``Conv1d``: signals, ``Conv3d``: volumes and clips)."""
+    channels, k = 3, 2
     for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            channels = module.in_channels
+        if isinstance(module, nn.modules.conv._ConvNd):
+            channels, k = module.in_channels, len(module.kernel_size)
             break
-    shapes: list[tuple[int, int, int]] = []
+    if k != 2:
+        sizes = (8, 16, 32, 64) if k == 3 else (256, 1000, 64, 4096)
+        return [(channels, *([s] * k)) for s in sizes]
+    shapes: list[tuple[int, ...]] = []
     cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None)
     size = cfg.get("input_size") if isinstance(cfg, dict) else None
     if isinstance(size, (tuple, list)) and len(size) == 3:
@@ -393,10 +406,10 @@ def generic_target_layer(
             if (
                 not isinstance(module, nn.Identity)  # same tensor as the module before it
                 and isinstance(output, torch.Tensor)
-                and output.dim() == 4
+                and output.dim() == x.dim()  # as many spatial axes as the input
                 and output.is_floating_point()
                 and output.shape[0] == x.shape[0]
-                and output.shape[-2] * output.shape[-1] > 1
+                and output[0, 0].numel() > 1
                 and output.requires_grad
             ):
                 records.append((names[id(module)], module, output))
