@@ -311,3 +311,35 @@ def test_r3d_18_no_layer_given():
         out = cam(x)
         assert out.shape == (1, 8, 64, 64) and np.isfinite(out).all()
         assert out.std() > 0.01, name
+
+
+# ---------------------------------------------------------------- metrics on volumes
+def test_deletion_on_a_volume_by_hand():
+    """A model whose class-0 logit is the mean of the first octant (class 1: 0): deleting the voxels of
+    that octant first (the saliency says so) drops the softmax score to 0.5 after 1/8 of the voxels."""
+    from camlens.metrics import deletion, insertion
+
+    class Octant(nn.Module):
+        def forward(self, x):
+            m = x[:, 0, :2, :2, :2].flatten(1).mean(dim=1)
+            return torch.stack([m, torch.zeros_like(m)], dim=1)
+
+    x = torch.full((1, 1, 4, 4, 4), 3.0)
+    cam = torch.zeros(1, 4, 4, 4)
+    cam[:, :2, :2, :2] = 1.0
+    res = deletion(Octant(), x, cam, targets=[0], steps=8, seed=None)
+    assert res.curve.shape == (1, 9)
+    assert res.curve[0, 0].item() == pytest.approx(torch.softmax(torch.tensor([3.0, 0.0]), 0)[0].item(), abs=1e-6)
+    assert res.curve[0, 1:].tolist() == pytest.approx([0.5] * 8, abs=1e-6)
+    np.testing.assert_allclose(res.fractions.numpy(), np.arange(9) / 8)
+    ins = insertion(Octant(), x, cam, targets=[0], steps=8, baseline="mean", seed=None)  # mean of a constant = x
+    assert ins.curve.shape == (1, 9)
+    signal = insertion(nn.Sequential(nn.Flatten(), nn.Linear(16, 2)), torch.randn(2, 1, 16), torch.rand(2, 16), steps=4)
+    assert signal.curve.shape == (2, 5)  # signals too (blur baseline along the one axis)
+
+
+def test_image_only_metrics_say_so():
+    from camlens.metrics import road
+
+    with pytest.raises(InputShapeError, match=r"camlens.metrics.road needs input_tensor as images \(N, C, H, W\).*3 spatial axes"):
+        road(NDNet(3).eval(), batch(3), torch.rand(2, 8, 8, 8))

@@ -39,38 +39,51 @@ SCORES = ("softmax", "logit", "correct")
 ``"correct"`` 1.0 when the class is the top prediction else 0.0 (accuracy, as in ROAD's plots)."""
 
 
-def as_images(x: Any, model: nn.Module | None = None, name: str = "input_tensor") -> torch.Tensor:
-    """Validate a float ``(N, C, H, W)`` batch (numpy accepted) and move it to the model's device and dtype."""
+def as_images(
+    x: Any, model: nn.Module | None = None, name: str = "input_tensor", *, spatial: tuple[int, ...] = (2,), metric: str = ""
+) -> torch.Tensor:
+    """Validate a float ``(N, C, *spatial)`` batch (numpy accepted) and move it to the model's device
+    and dtype. ``spatial`` lists the numbers of spatial axes the metric handles (images only by
+    default; deletion/insertion also take signals and volumes)."""
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
-    return prepare_images(x, model, name)
+    x = prepare_images(x, model, name)
+    if x.dim() - 2 not in spatial:
+        raise InputShapeError(
+            f"{metric or 'this metric'} needs {name} as images (N, C, H, W); got shape {tuple(x.shape)} "
+            f"({x.dim() - 2} spatial axes). For signals and volumes use camlens.metrics.deletion / insertion"
+        )
+    return x
 
 
 def as_maps(cams: Any, like: torch.Tensor | None = None, name: str = "cams") -> torch.Tensor:
-    """Saliency maps ``(N, H, W)`` (numpy or torch; ``(N, 1, H, W)`` accepted) as float tensors.
+    """Saliency maps ``(N, H, W)`` (numpy or torch; ``(N, 1, H, W)`` accepted) as float tensors;
+    with ``like`` of ``k`` spatial axes, maps ``(N, *spatial)`` (``(N, 1, *spatial)`` accepted).
 
-    With ``like`` (an ``(N, C, H, W)`` image batch) the maps are checked against its batch size
+    With ``like`` (an ``(N, C, *spatial)`` batch) the maps are checked against its batch size
     and spatial size and moved to its device.
     """
     if isinstance(cams, np.ndarray):
         cams = torch.from_numpy(np.ascontiguousarray(cams))
     if not isinstance(cams, torch.Tensor):
         raise InputTypeError(f"{name} must be a numpy array or tensor of shape (N, H, W); got {type(cams).__name__}")
-    if cams.dim() == 4 and cams.shape[1] == 1:
+    want = 3 if like is None else like.dim() - 1
+    shape = "(N, H, W)" if want == 3 else f"(N, *spatial) with {want - 1} spatial axes"
+    if cams.dim() == want + 1 and cams.shape[1] == 1:
         cams = cams[:, 0]
-    if cams.dim() == 2:
+    if cams.dim() == want - 1:
         cams = cams[None]
-    if cams.dim() != 3:
-        raise InputShapeError(f"{name} must have shape (N, H, W); got {tuple(cams.shape)}")
+    if cams.dim() != want:
+        raise InputShapeError(f"{name} must have shape {shape}; got {tuple(cams.shape)}")
     if cams.shape[0] == 0 or cams.numel() == 0:
         raise InputShapeError(f"{name} is empty: shape {tuple(cams.shape)}")
     cams = cams.detach().float()
     if like is not None:
-        n, _, h, w = like.shape
-        if cams.shape[0] != n or tuple(cams.shape[1:]) != (h, w):
+        n, spatial = like.shape[0], tuple(like.shape[2:])
+        if cams.shape[0] != n or tuple(cams.shape[1:]) != spatial:
             raise InputShapeError(
                 f"{name} have shape {tuple(cams.shape)} but the images are {tuple(like.shape)}; expected "
-                f"({n}, {h}, {w}): one map per image at the input's resolution (upsample with "
+                f"{(n, *spatial)}: one map per image at the input's resolution (upsample with "
                 "camlens.postprocess.upsample)"
             )
         cams = cams.to(like.device)

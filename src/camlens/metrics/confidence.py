@@ -98,7 +98,7 @@ def explanation_map(
 
     Maps must lie in ``[0, 1]`` (CAMs from camlens do).
     """
-    x = as_images(input_tensor)
+    x = as_images(input_tensor, metric="camlens.metrics.explanation_map")
     maps = as_maps(cams, x)
     if bool((maps < -1e-6).any()) or bool((maps > 1 + 1e-6).any()):
         raise ArgumentError(
@@ -131,7 +131,7 @@ def confidence_scores(
 
     ``targets``: class indices (or ``ClassifierOutputTarget``s); ``None`` = top class on the full image.
     """
-    x = as_images(input_tensor, model)
+    x = as_images(input_tensor, model, metric="camlens.metrics.confidence_scores")
     classes, full = resolve_classes(
         model, x, targets, batch_size=batch_size, output_adapter=output_adapter, score=score
     )

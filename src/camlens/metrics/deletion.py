@@ -66,7 +66,7 @@ class CurveResult:
 
 
 def gaussian_blur(x: torch.Tensor, kernel_size: int = 11, sigma: float = 5.0) -> torch.Tensor:
-    """Separable Gaussian blur of ``(N, C, H, W)`` per channel, borders replicated."""
+    """Separable Gaussian blur of ``(N, C, *spatial)`` (1-3 spatial axes) per channel, borders replicated."""
     if kernel_size < 1 or kernel_size % 2 == 0:
         raise ArgumentError(f"blur kernel_size must be a positive odd int; got {kernel_size}")
     if sigma <= 0:
@@ -75,11 +75,15 @@ def gaussian_blur(x: torch.Tensor, kernel_size: int = 11, sigma: float = 5.0) ->
     t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
     g = torch.exp(-0.5 * (t / sigma) ** 2)
     g = g / g.sum()
-    n, c, h, w = x.shape
-    y = F.pad(x.reshape(n * c, 1, h, w), (r, r, r, r), mode="replicate")
-    y = F.conv2d(y, g.reshape(1, 1, 1, -1))
-    y = F.conv2d(y, g.reshape(1, 1, -1, 1))
-    return y.reshape(n, c, h, w)
+    n, c, *spatial = x.shape
+    k = len(spatial)
+    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[k]
+    y = F.pad(x.reshape(n * c, 1, *spatial), (r, r) * k, mode="replicate")
+    for axis in range(k):  # one 1-D pass along each spatial axis
+        shape = [1] * k
+        shape[axis] = -1
+        y = conv(y, g.reshape(1, 1, *shape))
+    return y.reshape(n, c, *spatial)
 
 
 def baseline_image(x: torch.Tensor, baseline: str | torch.Tensor = "zero", *, blur_kernel: int = 11, blur_sigma: float = 5.0) -> torch.Tensor:
@@ -97,7 +101,7 @@ def baseline_image(x: torch.Tensor, baseline: str | torch.Tensor = "zero", *, bl
     if baseline == "zero":
         return torch.zeros_like(x)
     if baseline == "mean":
-        return x.mean(dim=(2, 3), keepdim=True).expand_as(x)
+        return x.mean(dim=tuple(range(2, x.dim())), keepdim=True).expand_as(x)
     if baseline == "blur":
         return gaussian_blur(x, blur_kernel, blur_sigma)
     raise ArgumentError(f"baseline must be one of {BASELINES} or a tensor; got {baseline!r}")
@@ -124,8 +128,9 @@ def perturbation_curve(
 
     Args:
         model: a classifier; run in eval mode without autograd, its flags restored afterwards.
-        input_tensor: ``(N, C, H, W)`` images as the model takes them.
-        cams: ``(N, H, W)`` saliency maps (any real values; only their order matters).
+        input_tensor: ``(N, C, H, W)`` images as the model takes them -- or signals ``(N, C, L)`` /
+            volumes ``(N, C, D, H, W)``: positions (samples, voxels) are deleted or inserted.
+        cams: ``(N, *spatial)`` saliency maps (any real values; only their order matters).
         targets: class indices (or ``ClassifierOutputTarget``\\s); ``None``: top class on the image.
         steps: number of equal steps; the curve has ``steps + 1`` points.
         baseline: ``"zero"``/``"mean"``/``"blur"``/tensor; default ``"zero"`` for deletion and
@@ -139,18 +144,19 @@ def perturbation_curve(
         raise ArgumentError(f"mode must be 'deletion' or 'insertion'; got {mode!r}")
     if not isinstance(steps, int) or steps < 1:
         raise ArgumentError(f"steps must be a positive int; got {steps!r}")
-    x = as_images(input_tensor, model)
+    x = as_images(input_tensor, model, spatial=(1, 2, 3))
     maps = as_maps(cams, x)
-    n, c, h, w = x.shape
+    n, c, *spatial = x.shape
+    hw = maps[0].numel()  # positions per image (pixels, samples or voxels)
     if baseline is None:
         baseline = "zero" if mode == "deletion" else "blur"
     base = baseline_image(x, baseline, blur_kernel=blur_kernel, blur_sigma=blur_sigma)
     classes, _ = resolve_classes(model, x, targets, batch_size=batch_size, output_adapter=output_adapter, score=score)
     ranks = ranks_of(rank_order(maps, descending=True, seed=seed))  # (N, HW): 0 = most salient
     k = steps + 1
-    counts = torch.round(torch.arange(k, device=x.device, dtype=torch.float64) * (h * w) / steps).long()
-    flat_x = x.reshape(n, c, h * w)
-    flat_b = base.reshape(n, c, h * w)
+    counts = torch.round(torch.arange(k, device=x.device, dtype=torch.float64) * hw / steps).long()
+    flat_x = x.reshape(n, c, hw)
+    flat_b = base.reshape(n, c, hw)
     deleting = mode == "deletion"
 
     def build(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -160,14 +166,14 @@ def perturbation_curve(
             out = torch.where(changed, flat_b[img], flat_x[img])
         else:
             out = torch.where(changed, flat_x[img], flat_b[img])
-        return out.reshape(-1, c, h, w), classes[img]
+        return out.reshape(-1, c, *spatial), classes[img]
 
     scores = score_in_chunks(
         model, n * k, build, batch_size=batch_size, device=x.device,
         output_adapter=output_adapter, score=score, progress=progress,
     )
     curve = scores.reshape(n, k)
-    fractions = counts.to(torch.float32) / (h * w)
+    fractions = counts.to(torch.float32) / hw
     return CurveResult(curve=curve, auc=trapezoid_auc(curve), fractions=fractions, classes=classes)
 
 

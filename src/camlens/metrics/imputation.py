@@ -192,7 +192,7 @@ def noisy_linear_impute(
 
     Returns ``(N, C, H, W)``: kept pixels unchanged, removed pixels imputed.
     """
-    x = as_images(input_tensor)
+    x = as_images(input_tensor, metric="camlens.metrics.noisy_linear_impute")
     gone = _check_removed(x, removed)
     n, c, h, w = x.shape
     if bool(gone.reshape(n, -1).all(dim=1).any()):
@@ -236,7 +236,7 @@ def noisy_linear_impute_direct(
         raise DependencyError(
             "the direct imputation solver needs scipy: pip install scipy (or pass solver='cg')"
         ) from exc
-    x = as_images(input_tensor)
+    x = as_images(input_tensor, metric="camlens.metrics.noisy_linear_impute_direct")
     gone = _check_removed(x, removed).cpu().numpy()
     img = x.detach().cpu().double().numpy()
     n, c, h, w = img.shape

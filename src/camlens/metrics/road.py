@@ -102,7 +102,7 @@ def road(
     if order not in ("morf", "lerf"):
         raise ArgumentError(f"order must be 'morf' (most relevant first) or 'lerf' (least relevant first); got {order!r}")
     fractions = check_percentiles(percentiles)
-    x = as_images(input_tensor, model)
+    x = as_images(input_tensor, model, metric="camlens.metrics.road")
     maps = as_maps(cams, x)
     n, c, h, w = x.shape
     classes, _ = resolve_classes(model, x, targets, batch_size=batch_size, output_adapter=output_adapter, score=score)

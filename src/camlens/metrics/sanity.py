@@ -132,7 +132,7 @@ def cascading_randomisation(
         seed: seed of the re-initialisation.
     """
     cls = get_method(method) if isinstance(method, str) else method
-    x = as_images(input_tensor, model)
+    x = as_images(input_tensor, model, metric="camlens.metrics.cascading_randomisation")
     layer_names = [n for n, _ in resolve_layers(model, target_layers)]
     kwargs = dict(method_kwargs or {})
     kwargs.setdefault("progress", False)
