@@ -343,3 +343,60 @@ def test_image_only_metrics_say_so():
 
     with pytest.raises(InputShapeError, match=r"camlens.metrics.road needs input_tensor as images \(N, C, H, W\).*3 spatial axes"):
         road(NDNet(3).eval(), batch(3), torch.rand(2, 8, 8, 8))
+
+
+# ---------------------------------------------------------------- the CLI on .npy arrays
+MODEL_FILE = """
+import torch
+from torch import nn
+
+
+def load_model():
+    torch.manual_seed(0)
+    k = {k}
+    conv = {{1: nn.Conv1d, 3: nn.Conv3d}}[k]
+    return nn.Sequential(conv(2, 4, 3, padding=1), nn.ReLU(), conv(4, 4, 3, padding=1), nn.ReLU(),
+                         nn.Flatten(2), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(4, 3))
+"""
+
+
+@pytest.mark.parametrize("k, shape, written", [(3, (2, 6, 8, 8), "_slices.png"), (1, (2, 40), "_strip.png")])
+def test_cli_explains_npy_volume_and_signal(tmp_path, capsys, k, shape, written):
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    from camlens.app.cli import main
+
+    (tmp_path / "net.py").write_text(MODEL_FILE.format(k=k))
+    arr = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    np.save(tmp_path / "scan.npy", arr)
+    out = tmp_path / "out"
+    rc = main(["explain", str(tmp_path / "scan.npy"), "--model-file", str(tmp_path / "net.py"), "--target-layer", "3",
+               "-m", "gradcam", "-m", "scorecam", "-o", str(out)])  # fmt: skip
+    assert rc == 0
+    assert ("volume" if k == 3 else "signal") in capsys.readouterr().out  # inferred from the shape
+    for name in ("gradcam", "scorecam"):
+        m = np.load(out / f"scan_{name}_cam.npy")
+        assert m.shape == shape[1:] and m.min() >= 0
+        assert m.max() == pytest.approx(1.0) or (name == "gradcam" and m.max() == 0)  # ScoreCAM is never blank here
+        png = np.asarray(Image.open(out / f"scan_{name}{written}"))
+        assert png.ndim == 3 and png.shape[2] in (3, 4)
+    if k == 3:  # 6 slices in 2 rows of 3 columns of 8x8 overlays
+        assert png.shape[:2] == (16, 24)
+
+
+def test_infer_kind_and_slice_montage():
+    from camlens.app.arrays import infer_kind
+    from camlens.image import slice_montage
+
+    assert [infer_kind(s) for s in [(100,), (2, 100), (3, 32, 32), (16, 32, 32), (1, 8, 32, 32)]] == [
+        "signal", "signal", "image", "volume", "volume"]  # fmt: skip
+    with pytest.raises(InputShapeError, match="one sample per file"):
+        infer_kind((1, 1, 2, 2, 2))
+    vol, cam = np.zeros((4, 2, 3)), np.zeros((4, 2, 3))
+    cam[2] = 1.0
+    grid = slice_montage(vol, cam, num_slices=None, columns=4)
+    assert grid.shape == (2, 12, 3) and grid.dtype == np.uint8
+    assert (grid[:, 6:9] != grid[:, :3]).any()  # slice 2 (the hot one) differs from slice 0
+    with pytest.raises(InputShapeError, match=r"cam must be \(D, H, W\)"):
+        slice_montage(vol, cam[:2])

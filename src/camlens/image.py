@@ -16,6 +16,7 @@ from .errors import ArgumentError, CamLensError, FileFormatError, InputShapeErro
 
 __all__ = [
     "show_cam_on_image",
+    "slice_montage",
     "show_factorization_on_image",
     "apply_colormap",
     "opencv_jet",
@@ -101,6 +102,10 @@ def show_cam_on_image(
         use_rgb: return RGB (``True``) or BGR (``False``, the OpenCV convention of older code).
         colormap: matplotlib name/object or OpenCV int; jet by default.
         image_weight: weight of the image in the blend ``image_weight * img + (1 - w) * heatmap``.
+
+    Volumes and video: overlay one slice at a time -- for a CAM ``cam`` ``(D, H, W)`` of a volume
+    ``vol`` ``(D, H, W)`` scaled to ``[0, 1]``, ``show_cam_on_image(np.stack([vol[d]] * 3, -1), cam[d])``
+    -- or draw a grid of slices with :func:`slice_montage`.
     """
     img = _to_numpy(img).astype(np.float32)
     mask = _to_numpy(mask)
@@ -126,6 +131,61 @@ def show_cam_on_image(
     if peak > 0:
         cam = cam / peak
     return np.uint8(np.clip(np.rint(255 * cam), 0, 255))
+
+
+def slice_montage(
+    volume: Any,
+    cam: Any,
+    *,
+    num_slices: int | None = 8,
+    columns: int | None = None,
+    colormap: Any = "jet",
+    image_weight: float = 0.5,
+) -> np.ndarray:
+    """CAM overlays of slices along the first spatial axis (depth or time) in a grid; uint8 RGB.
+
+    Args:
+        volume: ``(D, H, W)`` (grayscale) or ``(C, D, H, W)`` (as the model takes it, channels
+            first; 3 channels are shown as RGB, any other count by its first channel), any real
+            values: scaled to ``[0, 1]`` over the whole volume.
+        cam: ``(D, H, W)`` map in ``[0, 1]`` (one map of :class:`camlens.BaseCAM`'s ``(N, D, H, W)``).
+        num_slices: slices shown, evenly spaced from the first to the last (``None``: all).
+        columns: slices per row (default ``ceil(sqrt(num_slices))``).
+
+    Returns ``(rows * H, columns * W, 3)``; empty cells of the last row are black.
+
+    Example::
+
+        grid = slice_montage(x[0].numpy(), GradCAM(model)(x)[0], num_slices=8)   # r3d_18 clip
+    """
+    vol = _to_numpy(volume).astype(np.float32)
+    m = _to_numpy(cam).astype(np.float32)
+    if vol.ndim == 4:
+        vol = np.moveaxis(vol if vol.shape[0] == 3 else vol[:1], 0, -1)  # (D, H, W, 3 or 1)
+    elif vol.ndim == 3:
+        vol = vol[..., None]
+    else:
+        raise InputShapeError(f"volume must be (D, H, W) or (C, D, H, W); got shape {vol.shape}")
+    if m.shape != vol.shape[:3]:
+        raise InputShapeError(f"cam must be (D, H, W) = {vol.shape[:3]} like the volume; got shape {m.shape}")
+    if num_slices is not None and (isinstance(num_slices, bool) or not isinstance(num_slices, int) or num_slices < 1):
+        raise ArgumentError(f"num_slices must be a positive int or None; got {num_slices!r}")
+    lo, hi = float(np.nanmin(vol)), float(np.nanmax(vol))
+    vol = (vol - lo) / (hi - lo) if hi > lo else np.zeros_like(vol)
+    if vol.shape[-1] == 1:
+        vol = np.repeat(vol, 3, axis=-1)
+    depth = vol.shape[0]
+    count = depth if num_slices is None else min(num_slices, depth)
+    picks = np.unique(np.round(np.linspace(0, depth - 1, count)).astype(int))
+    cols = columns or int(np.ceil(np.sqrt(len(picks))))
+    rows = int(np.ceil(len(picks) / cols))
+    h, w = vol.shape[1:3]
+    out = np.zeros((rows * h, cols * w, 3), dtype=np.uint8)
+    for i, d in enumerate(picks):
+        r, c = divmod(i, cols)
+        tile = show_cam_on_image(vol[d], np.clip(m[d], 0, 1), use_rgb=True, colormap=colormap, image_weight=image_weight)
+        out[r * h : (r + 1) * h, c * w : (c + 1) * w] = tile
+    return out
 
 
 def show_factorization_on_image(

@@ -122,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("--output-dir", "-o", default="camlens-output", metavar="DIR", help="where files go (default camlens-output)")
     ex.add_argument("--no-guided", action="store_true", help="skip guided backprop and Guided Grad-CAM images")
+    ex.add_argument(
+        "--input-kind", choices=("image", "volume", "signal"), default=None,
+        help=".npy inputs: volume (D, H, W) / (C, D, H, W), signal (L) / (C, L), image (C, H, W) arrays as the "
+        "model takes them (default: inferred from the array's shape, see docs/inputs.md); writes the raw map "
+        "(.npy) and a montage of slice overlays (volumes) or a heat strip (signals)",
+    )
+    ex.add_argument("--model-file", default=None, help="Python file whose load*() function returns the model (.npy inputs)")
+    ex.add_argument("--model-fn", default=None, help="function of --model-file to call (default: its only load* function)")
     ex.set_defaults(func=cmd_explain)
 
     me = sub.add_parser("methods", help="list the registered CAM methods", description="List the registered CAM methods.")
@@ -287,6 +295,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     methods = _resolve_methods(args.method)  # fail fast on a typo, before loading anything
     device = resolve_device(args.device, args.use_cuda)
+    if getattr(args, "input_kind", None) or any(str(p).lower().endswith(".npy") for p in args.images):
+        from .arrays import explain_arrays
+
+        return explain_arrays(args, methods, device)
     images = [load_image(p) for p in args.images]
     stems = _stems(args.images)
     out = Path(args.output_dir)
