@@ -39,7 +39,7 @@ def main() -> None:
 
     fns = {"forward": forward}
     for name in METHODS:
-        cam = getattr(camlens, name)(model)  # automatic layer: layer4
+        cam = getattr(camlens, name)(model)  # automatic layer: layer4.1 (layer4's output)
         fns[name] = lambda cam=cam: cam(input_tensor=x, target_category=cats)
     try:
         import pytorch_grad_cam  # type: ignore
@@ -53,7 +53,7 @@ def main() -> None:
         warnings.simplefilter("ignore")
         times = interleaved_medians(fns, reps=reps, stat=min)
     base = times["forward"]
-    print(f"\nr3d_18 layer4, batch {batch} x {frames} frames x {size}x{size}: plain forward = {base * 1000:.0f} ms")
+    print(f"\nr3d_18 layer4.1 (automatic), batch {batch} x {frames} frames x {size}x{size}: plain forward = {base * 1000:.0f} ms")
     print_table(["method", "time / forward"], [[n, times[n] / base] for n in fns if n != "forward"])
 
 

@@ -307,7 +307,7 @@ def test_r3d_18_no_layer_given():
     x = torch.randn(1, 3, 8, 64, 64, generator=torch.Generator().manual_seed(0))
     for name, kw in [("gradcam", {}), ("scorecam", {"top_k": 3, "batch_size": 3}), ("ablationcam", {"batch_size": 128})]:
         cam = get_method(name)(model, progress=False, **kw)
-        assert cam.target_layer_names == ["layer4"]
+        assert cam.target_layer_names == ["layer4.1"]  # the ResNet family: layer4[-1], the output of layer4
         out = cam(x)
         assert out.shape == (1, 8, 64, 64) and np.isfinite(out).all()
         assert out.std() > 0.01, name

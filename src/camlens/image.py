@@ -156,7 +156,13 @@ def slice_montage(
 
     Example::
 
-        grid = slice_montage(x[0].numpy(), GradCAM(model)(x)[0], num_slices=8)   # r3d_18 clip
+        import numpy as np
+        from camlens.image import slice_montage
+
+        clip = np.random.rand(3, 8, 16, 16)              # (C, T, H, W), e.g. x[0] of an r3d_18 batch
+        cam = np.random.rand(8, 16, 16)                  # e.g. GradCAM(model)(x)[0]
+        grid = slice_montage(clip, cam, num_slices=4)    # 2 x 2 tiles
+        assert grid.shape == (32, 32, 3)
     """
     vol = _to_numpy(volume).astype(np.float32)
     m = _to_numpy(cam).astype(np.float32)

@@ -202,15 +202,6 @@ FAMILIES: tuple[Family, ...] = (
         examples=("maxvit_t",),
     ),
     Family(
-        name="Video ResNet (torchvision)",
-        classes=("VideoResNet",),
-        structure=lambda m: all(_seq(m, f"layer{i}") for i in (1, 2, 3, 4)) and _has(m, "stem", "fc")
-        and any(isinstance(c, nn.Conv3d) for c in find_submodule(m, "stem").modules()),
-        layer=lambda m: "layer4",
-        why="last residual stage, (N, C, t, h, w) before global average pooling over time and space",
-        examples=("r3d_18", "mc3_18", "r2plus1d_18"),
-    ),
-    Family(
         name="ResNet / ResNeXt / WideResNet",
         classes=(),
         structure=lambda m: all(_seq(m, f"layer{i}") for i in (1, 2, 3, 4)),
