@@ -362,6 +362,9 @@ def _probe_inputs(model: nn.Module) -> list[tuple[int, ...]]:
     size = cfg.get("input_size") if isinstance(cfg, dict) else None
     if isinstance(size, (tuple, list)) and len(size) == 3:
         shapes.append(tuple(int(s) for s in size))  # type: ignore[arg-type]
+    hf = getattr(getattr(model, "config", None), "image_size", None)  # HuggingFace configs
+    if isinstance(hf, int) and not isinstance(hf, bool) and hf > 0:
+        shapes.append((channels, hf, hf))
     shapes += [(channels, s, s) for s in _PROBE_SIZES]
     return list(dict.fromkeys(shapes))
 
