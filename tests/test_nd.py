@@ -400,3 +400,17 @@ def test_infer_kind_and_slice_montage():
     assert (grid[:, 6:9] != grid[:, :3]).any()  # slice 2 (the hot one) differs from slice 0
     with pytest.raises(InputShapeError, match=r"cam must be \(D, H, W\)"):
         slice_montage(vol, cam[:2])
+
+
+def test_guided_backprop_volumes_and_extra_inputs():
+    from camlens.guided_backprop import GuidedBackprop, guided_gradcam
+
+    model, x = NDNet(3).eval(), batch(3)
+    g = GuidedBackprop(model)(x, target_category=1)
+    assert g.shape == (2, 8, 8, 8, 3)  # channels last
+    assert guided_gradcam(g, get_method("gradcam")(model, "block")(x, target_category=1)).shape == g.shape
+    two = ImageAndMeta().eval()
+    x2, meta = batch(2), torch.randn(2, 5)
+    got = GuidedBackprop(two)(x2, target_category=2, forward_args=(meta,), forward_kwargs={"scale": 2.0})
+    want = GuidedBackprop(Bound(two, meta[1:], 2.0))(x2[1:], target_category=2)
+    np.testing.assert_allclose(got[1:], want, atol=1e-6)

@@ -34,6 +34,7 @@ from torch.overrides import TorchFunctionMode
 from .engine import Engine, OutputAdapter
 from .errors import InputShapeError, InputTypeError
 from .hooks import eval_mode, unwrap_model
+from .model_inputs import ForwardInputs, invoke, use_inputs
 from .targets import TargetFn, score_targets, targets_from_categories
 
 __all__ = ["GuidedBackprop", "GuidedBackpropReLUModel", "guided_gradcam"]
@@ -126,14 +127,22 @@ class GuidedBackprop:
         input_tensor: torch.Tensor,
         target_category: int | Sequence[int] | None = None,
         targets: Sequence[TargetFn] | None = None,
+        *,
+        forward_args: tuple[Any, ...] | None = None,
+        forward_kwargs: dict[str, Any] | None = None,
+        input_name: str | None = None,
     ) -> torch.Tensor:
-        """Guided gradients of each image's target score w.r.t. its input: ``(N, C, H, W)``."""
+        """Guided gradients of each image's target score w.r.t. its input: ``(N, C, *spatial)``.
+
+        ``forward_args`` / ``forward_kwargs`` / ``input_name``: extra model inputs, as for a CAM
+        (:mod:`camlens.model_inputs`); the gradient is taken with respect to the image only."""
         if targets is not None and target_category is not None:
             raise InputTypeError("pass either targets or target_category, not both")
         x = self.engine.prepare_input(input_tensor).requires_grad_(True)
-        with eval_mode(self.model), torch.inference_mode(False), torch.enable_grad():
+        extra = ForwardInputs.build(x.shape[0], forward_args, forward_kwargs, input_name)
+        with eval_mode(self.model), torch.inference_mode(False), torch.enable_grad(), use_inputs(extra):
             with _GuidedReLUMode():
-                outputs = self.engine.output_adapter(self.model(x))
+                outputs = self.engine.output_adapter(invoke(self.model, x))
             if targets is None:
                 targets = targets_from_categories(target_category, outputs.detach())
             scores = score_targets(list(targets), outputs)
@@ -147,10 +156,12 @@ class GuidedBackprop:
         input_tensor: torch.Tensor,
         target_category: int | Sequence[int] | None = None,
         targets: Sequence[TargetFn] | None = None,
+        **extra_inputs: Any,
     ) -> np.ndarray:
         """Guided gradients as float32 numpy, channels last: ``(N, H, W, C)`` for images, ``(N, L, C)``
-        for signals, ``(N, D, H, W, C)`` for volumes."""
-        grad = self.explain(input_tensor, target_category, targets)
+        for signals, ``(N, D, H, W, C)`` for volumes. ``extra_inputs``: ``forward_args``,
+        ``forward_kwargs``, ``input_name`` as for :meth:`explain`."""
+        grad = self.explain(input_tensor, target_category, targets, **extra_inputs)
         return grad.movedim(1, -1).float().cpu().numpy()
 
     def __repr__(self) -> str:
