@@ -46,7 +46,7 @@ class LayerContext:
     name: str
     module: nn.Module
     activations: torch.Tensor
-    """``(N, C, h, w)`` float32, after ``reshape_transform``."""
+    """``(N, C, *layer_spatial)`` float32 (1-3 spatial axes, as many as the input), after ``reshape_transform``."""
     gradients: torch.Tensor | None
     """``d score / d activations``, same shape as ``activations``; ``None`` for gradient-free methods."""
     raw_activations: torch.Tensor
@@ -64,9 +64,10 @@ class Explanation:
     """Torch-native result of :meth:`BaseCAM.explain`; every tensor is on the model's device."""
 
     cam: torch.Tensor
-    """``(N, H, W)`` float32 in ``[0, 1]`` at the input's resolution."""
+    """``(N, *spatial)`` float32 in ``[0, 1]`` at the input's resolution (``(N, H, W)`` for images,
+    ``(N, L)`` for signals, ``(N, D, H, W)`` for volumes and clips)."""
     layer_maps: list[torch.Tensor]
-    """Raw signed map per target layer ``(N, h, w)`` at layer resolution (before ReLU/upsampling)."""
+    """Raw signed map per target layer ``(N, *layer_spatial)`` at layer resolution (before ReLU/upsampling)."""
     scores: torch.Tensor
     """Target score of each image ``(N,)`` on the (un-augmented) input."""
     targets: list[TargetFn]
@@ -74,7 +75,7 @@ class Explanation:
     layer_names: list[str] = field(default_factory=list)
 
     def numpy(self) -> np.ndarray:
-        """The final maps as a float32 numpy array ``(N, H, W)``."""
+        """The final maps as a float32 numpy array ``(N, *spatial)``."""
         return self.cam.detach().float().cpu().numpy()
 
     # -- notebooks: an Explanation shows itself as a grid (rows: images; columns: CAM, each layer)
