@@ -125,7 +125,7 @@ class DeepFeatureFactorization(ActivationCAM):
     paper = "Collins et al., Deep Feature Factorization for Concept Discovery, ECCV 2018"
     summary = "NMF of the batch's activations into concepts; map = strength of the dominant concept"
     formula = r"V = \big[\max(A, 0)\big]_{(Nhw)\times C} \approx W H,\quad W \ge 0,\ H \ge 0,\qquad L_n(p) = \max_j\, W_{(n,p),\,j}\,\lVert H_j \rVert"
-    cost = "one forward pass without gradients, then a non-negative matrix factorisation (HALS, up to max_iter iterations) of the whole batch's (N h w) x C activation matrix; no backward pass"
+    cost = "one forward pass without gradients and a non-negative matrix factorisation (HALS, up to max_iter iterations) of the whole batch's (N h w) x C activation matrix; no backward pass"
     uses_gradients: ClassVar[bool] = False
 
     def __init__(

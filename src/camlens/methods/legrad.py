@@ -340,7 +340,7 @@ class LeGrad(BaseCAM):
     paper = "Bousselham et al., LeGrad: An Explainability Method for Vision Transformers via Feature Formation Sensitivity, 2024"
     summary = "positive gradients of each layer's score w.r.t. its attention map, averaged (vision transformers)"
     formula = r"s^l = y^c\big(\operatorname{head}(z^l)\big),\quad E^l = \frac{1}{HT}\sum_h \sum_i \operatorname{ReLU}\Big(\frac{\partial s^l}{\partial A^l_{h,i,:}}\Big),\qquad L^c = \operatorname{minmax}\Big(\frac{1}{|\Lambda|}\sum_{l \in \Lambda} E^l\Big)"
-    cost = "one forward pass, then one backward pass through the post-attention half of each target block (each block's own score, read out by the model's head; no parameter gradients)"
+    cost = "one forward pass, then one backward pass through the post-attention half of each target block; each block's own score is read out by the model's head; no parameter gradients"
 
     def __init__(
         self,

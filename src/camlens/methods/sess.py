@@ -95,7 +95,7 @@ class SESS(BaseCAM):
     paper = "Tursun et al., SESS: Saliency Enhancing with Scaling and Sliding, ECCV 2022"
     summary = "base CAM on multi-scale sliding windows, score-weighted and fused (meta-method)"
     formula = r"s_w = \max\Big(0, \operatorname{softmax}\big(f(x_w)\big)_c\Big),\quad \hat L_w = \frac{s_w}{\max_{v} s_v}\,\operatorname{CAM}(x_w),\qquad L^c = \operatorname{minmax}\Bigg(G * \frac{\sum_w \hat L_w\, \mathbf{1}[\hat L_w > \theta]}{\sum_w \mathbf{1}[\hat L_w > \theta]}\Bigg)"
-    cost = "one forward pass per window of every scale (about a hundred windows per square image with the default 12 scales), plus the base method on every kept window (Grad-CAM: one forward and one backward pass each), in chunks of batch_size"
+    cost = "one forward pass per window of every scale, plus the base method on every kept window (Grad-CAM: one forward and one backward pass each); 122 windows per square image with the default 12 scales, run in chunks of batch_size"
     uses_gradients: ClassVar[bool] = True  # with the default base method (GradCAM)
     multi_pass: ClassVar[bool] = True
 
