@@ -108,7 +108,10 @@ class DeepFeatureFactorization(ActivationCAM):
             model's last ``nn.Linear`` taking ``C`` features, if there is one; a warning
             otherwise) or ``None`` (default).
         top_k: classes listed per concept (default 3).
-        max_iter, tol, init, seed: NMF settings (see :func:`camlens.nmf.nmf`).
+        max_iter: NMF iterations at most (see :func:`camlens.nmf.nmf`).
+        tol: NMF stopping tolerance (see :func:`camlens.nmf.nmf`).
+        init: NMF initialisation, ``"nndsvda"`` or ``"random"`` (see :func:`camlens.nmf.nmf`).
+        seed: seed of the ``"random"`` initialisation.
 
     Example::
 

@@ -83,8 +83,16 @@ class SESS(BaseCAM):
     Args:
         base_method: a registered method name or class (default ``"gradcam"``).
         base_options: extra constructor arguments of the base method.
-        scales, num_scales, scale_step_ratio, window_size, step_size, pre_filter_ratio, theta,
-        pool, smooth, score_softmax: see the steps above.
+        scales: the shorter-side sizes (step 1; default from ``num_scales`` and ``scale_step_ratio``).
+        num_scales: number of scales when ``scales`` is not given (step 1).
+        scale_step_ratio: size step between scales, relative to the window (step 1).
+        window_size: side of the square windows (step 2).
+        step_size: stride of the windows (step 2).
+        pre_filter_ratio: share of lowest-scoring windows dropped (step 4).
+        theta: values at or below it are left out of the fusion (step 7).
+        pool: ``"mean"`` or ``"max"`` fusion (step 7).
+        smooth: the Gaussian smoothing of step 8.
+        score_softmax: window scores from the softmax of the outputs (step 3).
 
     Example::
 
