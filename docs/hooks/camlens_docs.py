@@ -184,9 +184,10 @@ def methods_index(classes: list[type]) -> str:
     rows = ["| name | class | in one line | cost | paper |", "| --- | --- | --- | --- | --- |"]
     for cls in classes:
         cost = cost_headline(cls.__dict__["cost"])
+        cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731  (a '|' would end the cell)
         rows.append(
-            f"| [`{cls.name}`]({slug(cls.name)}.md) | `{cls.__name__}` | {getattr(cls, 'summary', '')} "
-            f"| {cost} | {cls.paper} |"
+            f"| [`{cls.name}`]({slug(cls.name)}.md) | `{cls.__name__}` | {cell(getattr(cls, 'summary', ''))} "
+            f"| {cell(cost)} | {cell(cls.paper)} |"
         )
     return "\n".join(
         [
