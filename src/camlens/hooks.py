@@ -74,7 +74,11 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
     Example::
 
-        unwrap_model(torch.compile(nn.DataParallel(net))) is net   # True
+        from torch import nn
+        from camlens.hooks import unwrap_model
+
+        net = nn.Linear(2, 2)
+        assert unwrap_model(torch.compile(nn.DataParallel(net))) is net
     """
     while type(model).__name__ in _EAGER_EQUIVALENT and _inner(model) is not None:
         model = _inner(model)  # type: ignore[assignment]

@@ -153,8 +153,11 @@ def show_factorization_on_image(
 
     Example::
 
-        fac = DeepFeatureFactorization(model, "layer4", head="fc").factorize(x)
-        save_image("concepts.png", show_factorization_on_image(img, fac.maps[0], fac.labels(categories)))
+        from camlens.image import show_factorization_on_image
+
+        fac = DeepFeatureFactorization(model, "layer4", head="fc", n_components=2).factorize(x)
+        img = np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)   # the photo x shows
+        overlay = show_factorization_on_image(img, fac.maps[0], fac.labels())   # uint8, legend on the right
     """
     import matplotlib
     from matplotlib.colors import to_rgb
@@ -388,9 +391,18 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndar
     ranges raise :class:`~camlens.errors.FileFormatError`; a missing file
     :class:`~camlens.errors.MissingFileError`.
 
-    >>> img = load_image("scan_16bit.png")     # doctest: +SKIP
-    >>> img.dtype, float(img.max()) <= 1.0      # doctest: +SKIP
-    (dtype('float32'), True)
+    Example::
+
+        import tempfile
+        from pathlib import Path
+        from PIL import Image
+
+        from camlens.image import load_image
+
+        path = Path(tempfile.mkdtemp()) / "scan_16bit.png"
+        Image.fromarray(np.full((4, 4), 65535, dtype=np.uint16)).save(path)   # a 16-bit PNG
+        img = load_image(path)
+        assert img.shape == (4, 4, 3) and img.dtype == np.float32 and float(img.max()) == 1.0
     """
     from PIL import Image, UnidentifiedImageError
 

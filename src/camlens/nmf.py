@@ -92,6 +92,8 @@ def nmf(
 
     Example::
 
+        from camlens.nmf import nmf
+
         res = nmf(torch.rand(100, 30), 4)
         res.W.shape, res.H.shape, res.error   # (100, 4), (4, 30), ...
     """

@@ -10,8 +10,11 @@ The page opens from the file system (``file://``) or any static host: no server,
 framework. Data travels as JavaScript files that assign a global (``fetch()`` of local files is
 blocked on ``file://``); the per-image maps are split into shards loaded when a page needs them.
 
->>> from camlens.app.report import build_report
->>> build_report("runs/val", "report/")            # doctest: +SKIP
+Example::
+
+    # docs: skip needs a finished `camlens run` folder (tests/test_report.py builds one)
+    from camlens.app.report import build_report
+    build_report("runs/val", "report/")
 """
 
 from .build import ReportResult, build_report

@@ -21,8 +21,11 @@ difference of their stored (min-max normalised) maps of the first target layer; 
 Not in a run, so not in the report: top-5 classes and deletion/insertion curves (the run stores
 the AUC per image, whose distribution the overview plots).
 
->>> from camlens.app.report import build_report
->>> build_report("runs/val", "report/")            # doctest: +SKIP
+Example::
+
+    # docs: skip needs a finished `camlens run` folder (tests/test_report.py builds one)
+    from camlens.app.report import build_report
+    build_report("runs/val", "report/")
 """
 
 from __future__ import annotations

@@ -7,8 +7,11 @@ predicted class is explained, the first method's pass picks it), every method fo
 every metric on the method's maps (and on the image-centre baseline), then maps, errors and rows to
 the store (:mod:`camlens.app.runs.store`). When every rank is done, rank 0 writes the summary.
 
->>> from camlens.app.runs import RunOptions, execute
->>> execute(RunOptions("images/", "runs/val", model="resnet18", methods=["gradcam"]))   # doctest: +SKIP
+Example::
+
+    # docs: skip needs an image folder and downloads resnet18's weights (tests/test_runs.py runs it offline)
+    from camlens.app.runs import RunOptions, execute
+    execute(RunOptions("images/", "runs/val", model="resnet18", methods=["gradcam"]))
 """
 
 from __future__ import annotations
