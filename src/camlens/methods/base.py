@@ -54,6 +54,8 @@ class LayerContext:
     targets: list[TargetFn]
     scores: torch.Tensor
     outputs: torch.Tensor
+    hessian_vector: torch.Tensor | None = None
+    """``H A`` (same shape as ``activations``) when the engine computes it (ShapleyCAM), else ``None``."""
 
 
 @dataclass
@@ -239,6 +241,9 @@ class BaseCAM:
                 grads = self._to_maps(cap.gradients[i], name, "gradients")
                 if self.reshape_transform is not None:  # the engine checked the raw gradients
                     _warn_blank_gradients(grads, cap.gradients[i], name)
+            hvp = None
+            if cap.hessian_vector is not None:
+                hvp = self._to_maps(cap.hessian_vector[i], name, "Hessian-vector products")
             ctx = LayerContext(
                 cam=self,
                 index=i,
@@ -251,6 +256,7 @@ class BaseCAM:
                 targets=cap.targets,
                 scores=cap.scores,
                 outputs=cap.outputs,
+                hessian_vector=hvp,
             )
             maps.append(self.layer_map(ctx, eigen_smooth))
         return maps
@@ -333,7 +339,7 @@ class BaseCAM:
             xa = augment(x, (aug,))
             cap = self.engine.run(xa, targets, need_gradients=self.uses_gradients)
             per_aug.append((self._layer_maps(cap, xa, eigen_smooth), cap.scores))
-        raw = [torch.cat([maps[i] for maps, _ in per_aug]) for i in range(len(self.layers))]
+        raw = [torch.cat([maps[i] for maps, _ in per_aug]) for i in range(len(per_aug[0][0]))]
         scores = torch.cat([s for _, s in per_aug])
         return raw, scores, list(targets) * len(AUGMENTATIONS)
 
