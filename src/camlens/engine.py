@@ -17,6 +17,7 @@ How a call works (:meth:`Engine.run`):
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -136,6 +137,16 @@ class Capture:
     """Per layer the Hessian-vector product ``H A = d/dA <dS/dA, A>`` (``hessian_vector=True``)."""
 
 
+def _twice_differentiable(on: bool) -> Any:
+    """For a double backward: fused attention kernels (flash, memory-efficient) have no second
+    derivative, so scaled_dot_product_attention runs its plain-ops (math) kernel instead."""
+    if not on:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.MATH])
+
+
 class Engine:
     """Runs ``model`` with capture hooks on ``layers`` (``(name, module)`` pairs).
 
@@ -228,7 +239,7 @@ class Engine:
             for i, (name, module) in enumerate(self.layers):
                 hooks.forward(module, make_hook(i, name))
             # Autograd is off until the first target layer's hook turns it on (or on from the input).
-            with torch.set_grad_enabled(from_input):
+            with torch.set_grad_enabled(from_input), _twice_differentiable(need_gradients and self.hessian_vector):
                 raw = self.model(x)
                 if need_gradients:
                     torch.set_grad_enabled(True)

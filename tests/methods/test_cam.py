@@ -183,3 +183,26 @@ def test_matches_torchcam():
     for i in range(3):
         assert np.corrcoef(ours.layer_maps[0][i].flatten(), theirs[i].flatten())[0, 1] >= 0.99
     torch.testing.assert_close(ours.layer_maps[0], theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_channels_last_grid_with_reshape(x4):
+    """A Swin-like head (channels-last maps, pooled over positions, then linear) works with ChannelsLast."""
+    from camlens.reshape import ChannelsLast
+
+    class Last(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.feat = nn.Conv2d(2, 3, 1)
+            self.norm = nn.LayerNorm(3)
+            self.fc = nn.Linear(3, 5)
+
+        def forward(self, x):
+            a = self.norm(self.feat(x).permute(0, 2, 3, 1))  # (N, h, w, C)
+            return self.fc(a.mean(dim=(1, 2)))
+
+    model = Last().eval()
+    exp = CAM(model, "norm", reshape_transform=ChannelsLast()).explain(x4, [ClassifierOutputTarget(2)] * 3)
+    with torch.no_grad():
+        a = model.norm(model.feat(x4).permute(0, 2, 3, 1))
+    expected = (a * model.fc.weight[2]).sum(dim=-1)
+    torch.testing.assert_close(exp.layer_maps[0], expected, rtol=1e-5, atol=1e-6)

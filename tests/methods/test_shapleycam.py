@@ -130,3 +130,34 @@ def test_matches_pytorch_grad_cam():
         if theirs[i].max() > 0:
             assert np.corrcoef(ours[i].ravel(), theirs[i].ravel())[0, 1] >= 0.99
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
+class AttentionNet(nn.Module):
+    """Patch tokens -> one self-attention (scaled_dot_product_attention) -> ``norm`` -> mean-pool head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Conv2d(2, 8, 2, stride=2)
+        self.qkv = nn.Linear(8, 24)
+        self.norm = nn.LayerNorm(8)
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x):
+        t = self.embed(x).flatten(2).transpose(1, 2)  # (N, 4, 8)
+        t = self.norm(t)
+        q, k, v = self.qkv(t).chunk(3, dim=-1)
+        t = t + torch.nn.functional.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
+        return self.head(t.mean(dim=1))
+
+
+def test_double_backward_through_fused_attention(tiny_input):
+    """Fused attention kernels have no second derivative; the engine runs the math kernel for H A."""
+    from camlens.reshape import TokenReshape
+
+    net = AttentionNet().eval()
+    cam = ShapleyCAM(net, "norm", reshape_transform=TokenReshape(num_prefix_tokens=0, grid=(2, 2)))
+    exp = cam.explain(tiny_input, [ClassifierOutputReST(c) for c in CLASSES])
+    assert exp.cam.shape == (3, 4, 4) and torch.isfinite(exp.cam).all()
+    grad = GradCAM(net, "norm", reshape_transform=TokenReshape(num_prefix_tokens=0, grid=(2, 2)))
+    assert not torch.allclose(exp.layer_maps[0], grad.explain(tiny_input, [ClassifierOutputReST(c) for c in CLASSES]).layer_maps[0])
