@@ -286,7 +286,7 @@ class Engine:
 
     def _gradients(
         self, scores: torch.Tensor, activations: list[torch.Tensor | None], x: torch.Tensor | None
-    ) -> tuple[list[Any], torch.Tensor | None, list[torch.Tensor] | None]:
+    ) -> tuple[list[Any], torch.Tensor | None, list[Any] | None]:
         # Images are independent in eval mode, so d(sum of scores)/dA gives each image's own gradient.
         present = [a for a in activations if a is not None]
         inputs = present + ([x] if x is not None else [])
@@ -300,15 +300,15 @@ class Engine:
         if x is not None:
             last = found.pop()
             input_gradient = torch.zeros_like(x) if last is None else last.detach()
-        hessian_vector = None
-        if self.hessian_vector:
-            hessian_vector = [self._hessian_vector(a, g) for a, g in zip(present, found)]
         it = iter(found)
         grads = [next(it) if a is not None else None for a in activations]
+        hessian_vector = None
+        if self.hessian_vector:
+            hessian_vector = [self._hessian_vector(a, g) if a is not None else None for a, g in zip(activations, grads)]
         out: list[Any] = []
         for (name, _), act, grad in zip(self.layers, activations, grads):
-            if self.optional_layers and (act is None or grad is None):
-                out.append(None)
+            if self.optional_layers:  # the method skips what did not run or does not reach the score
+                out.append(None if act is None or grad is None else grad.detach())
                 continue
             if grad is None:
                 warnings.warn(

@@ -169,3 +169,17 @@ def test_matches_pytorch_grad_cam():
     for i in range(2):
         assert np.corrcoef(ours[i].ravel(), theirs[i].ravel())[0, 1] >= 0.99
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_inception_v3_auxiliary_head_is_skipped():
+    """pytorch-grad-cam 1.5.7 asserts here: the auxiliary head's layers never run in eval mode."""
+    import torchvision
+
+    model = torchvision.models.inception_v3(num_classes=10, aux_logits=True, init_weights=False).eval()
+    cam = FullGrad(model)
+    assert any(n.startswith("AuxLogits") for n in cam.bias_layer_names)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = cam(torch.randn(1, 3, 160, 160, generator=torch.Generator().manual_seed(0)), 1)
+    assert out.shape == (1, 160, 160) and np.isfinite(out).all() and out.max() == pytest.approx(1.0)
