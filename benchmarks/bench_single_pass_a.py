@@ -4,8 +4,8 @@ Targets (issue #10): FullGrad <= 3x one plain forward+backward and >= 10x faster
 pytorch-grad-cam 1.5.7's FullGrad; ShapleyCAM <= 4x a plain forward; CAM <= 1.2x a plain forward.
 "Forward+backward" is one forward with autograd and one backward to the input (no parameter
 gradients). Peers (pytorch-grad-cam, torchcam) are timed side by side when installed, each with
-its own floor (see bench_core.py for why). ``BENCH_REPS`` (default 3) and ``BENCH_BATCH``
-(default 8) control the run.
+its own floor (see bench_core.py for why). ``BENCH_REPS`` (default 3), ``BENCH_WARMUP`` (default 1)
+and ``BENCH_BATCH`` (default 8) control the run; camlens's table prints before the peers run.
 """
 
 from __future__ import annotations
@@ -93,37 +93,46 @@ def _peers(model: torch.nn.Module, x: torch.Tensor) -> tuple[dict[str, object], 
 def main() -> None:
     torch.manual_seed(0)
     reps = int(os.environ.get("BENCH_REPS", "3"))
+    warmup = int(os.environ.get("BENCH_WARMUP", "1"))
     batch = int(os.environ.get("BENCH_BATCH", "8"))
     model = torchvision.models.resnet50(weights=None).eval()
     x = torch.randn(batch, 3, 224, 224)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device cpu, reps {reps} (best of reps, interleaved)")
     floors = _floors(model, x)
     ours_fns = {**floors, **_ours(model, x)}
-    grad_cam, torchcam = _peers(model, x)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ours_t = interleaved_medians(ours_fns, reps=reps, stat=min)
-        peer_t = {}
-        for fns in (grad_cam, torchcam):
-            if fns:
-                timed = interleaved_medians({**floors, **fns}, reps=reps, stat=min)
-                peer_t.update({k: v / timed["forward"] for k, v in timed.items() if k not in floors})
+        ours_t = interleaved_medians(ours_fns, reps=reps, warmup=warmup, stat=min)
     fwd, fwd_bwd = ours_t["forward"], ours_t["forward+backward"]
     print(
         f"\nresnet50, batch {batch}, 224x224: plain forward = {fwd * 1000:.0f} ms, "
         f"forward+backward (to the input) = {fwd_bwd * 1000:.0f} ms ({fwd_bwd / fwd:.2f}x forward)"
     )
+    names = ["CAM", "FullGrad", "ShapleyCAM", "FinerCAM", "RefineCAM"]
+    print_table(
+        ["method", "camlens / forward", "camlens / fwd+bwd"], [[n, ours_t[n] / fwd, ours_t[n] / fwd_bwd] for n in names]
+    )
+    sys.stdout.flush()
+    grad_cam, torchcam = _peers(model, x)
+    peer_t: dict[str, float] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for fns in (grad_cam, torchcam):
+            if fns:
+                timed = interleaved_medians({**floors, **fns}, reps=reps, warmup=warmup, stat=min)
+                peer_t.update({k: v / timed["forward"] for k, v in timed.items() if k not in floors})
+    if not peer_t:
+        print("no peer installed (pip install grad-cam torchcam): peer columns skipped")
+        return
     peer_of = {"CAM": "torchcam", "FullGrad": "grad-cam", "ShapleyCAM": "grad-cam", "FinerCAM": "grad-cam", "RefineCAM": "grad-cam"}
     rows = []
-    for name in ["CAM", "FullGrad", "ShapleyCAM", "FinerCAM", "RefineCAM"]:
+    for name in names:
         ratio = ours_t[name] / fwd
-        row: list[object] = [name, ratio, ours_t[name] / fwd_bwd]
-        if name in peer_t:
-            row += [f"{peer_of[name]} {peer_t[name]:.2f}", peer_t[name] / ratio]
-        else:
-            row += ["-", "-"]
+        row: list[object] = [name, ratio]
+        row += [f"{peer_of[name]} {peer_t[name]:.2f}", peer_t[name] / ratio] if name in peer_t else ["-", "-"]
         rows.append(row)
-    print_table(["method", "camlens / forward", "camlens / fwd+bwd", "peer / forward", "speed-up vs peer"], rows)
+    print("\nside by side with the peers (each ratio to its own round's plain forward):")
+    print_table(["method", "camlens / forward", "peer / forward", "speed-up vs peer"], rows)
 
 
 if __name__ == "__main__":
