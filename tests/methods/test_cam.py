@@ -206,3 +206,31 @@ def test_channels_last_grid_with_reshape(x4):
         a = model.norm(model.feat(x4).permute(0, 2, 3, 1))
     expected = (a * model.fc.weight[2]).sum(dim=-1)
     torch.testing.assert_close(exp.layer_maps[0], expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name, layer, works",
+    [
+        ("resnet18", "layer4[-1]", True),
+        ("densenet121", "features[-1]", True),  # norm5, then F.relu, then pooling: the ReLU'd maps are pooled
+        ("efficientnet_b0", "features[-1]", True),
+        ("mobilenet_v3_small", "features[-1]", False),  # pool -> Linear -> Hardswish -> Linear
+        pytest.param("vgg11", "features[-1]", False, marks=pytest.mark.slow),  # 7x7 pool -> three Linear
+        pytest.param("convnext_tiny", "features[-1]", False, marks=pytest.mark.slow),  # pool -> LayerNorm -> Linear
+    ],
+)
+def test_torchvision_heads(name, layer, works):
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name, weights=None, num_classes=10).eval()
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    cam = CAM(model, layer)
+    if works:
+        exp = cam.explain(x, target_category=[1, 7])
+        assert exp.cam.shape == (2, 64, 64) and torch.isfinite(exp.cam).all()
+        bias = cam.fc.bias.detach()[[1, 7]]
+        torch.testing.assert_close(exp.layer_maps[0].mean(dim=(1, 2)) + bias, exp.scores, rtol=1e-4, atol=1e-4)
+    else:
+        with pytest.raises(LayerOutputError, match="CAM needs"):
+            cam(x, 1)
