@@ -283,7 +283,7 @@ class FinerWeightedTarget(Target):
             raise TargetError(f"FinerWeightedTarget: a model with {k} output(s) has no other class to compare with")
         return main, comps
 
-    def resolve(self, output: torch.Tensor) -> "FinerWeightedTarget":
+    def resolve(self, output: torch.Tensor) -> FinerWeightedTarget:
         """The same target with its classes fixed from ``output`` (e.g. the un-augmented image's)."""
         main, comps = self.choose(output)
         return FinerWeightedTarget(main, comps, self.alpha)

@@ -92,7 +92,7 @@ def test_comparison_ranks_and_top_class(tiny, tiny_input):
 
 
 def test_alpha_zero_is_the_base_method(small_cnn, image_batch):
-    ours = FinerCAM(small_cnn, [small_cnn.block], alpha=0.0)(image_batch, 2)
+    ours = FinerCAM(small_cnn, [small_cnn.block], alpha=0.0)(image_batch, np.int64(2))
     np.testing.assert_allclose(ours, GradCAM(small_cnn, [small_cnn.block])(image_batch, 2), atol=1e-5)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -107,8 +108,8 @@ class FinerCAM(BaseCAM):
                     )
         elif target_category is None:
             mains = [None] * n
-        elif isinstance(target_category, int) and not isinstance(target_category, bool):
-            mains = [target_category] * n
+        elif isinstance(target_category, (int, np.integer)) and not isinstance(target_category, bool):
+            mains = [int(target_category)] * n
         else:
             mains = [int(c) for c in torch.as_tensor(target_category).reshape(-1).tolist()]
             if len(mains) != n:
