@@ -328,3 +328,60 @@ def test_shares_are_disjoint_and_cover_the_pending_units():
         shares = [my_units(pending, Shard(rank=r, world=world)) for r in range(world)]
         assert sorted(u for s in shares for u in s) == pending
         assert max(map(len, shares)) - min(map(len, shares)) <= 1
+
+
+def test_top5_and_curves_are_stored(reference, dataset):
+    """Top-5 classes and softmax probabilities per image; deletion curves of ``steps + 1`` points."""
+    data, model_file = dataset
+    run = runs.open(reference)
+    t = run.table()
+    assert t.schema.field("top5_classes").type == pa.list_(pa.int32())
+    assert t.schema.field("deletion_curve").type == pa.list_(pa.float32())
+    assert "insertion_curve" not in t.column_names  # only the curves of the metrics asked for
+    assert run.settings["top_k"] == 5 and run.settings["curves"] == ["deletion_curve"]
+    rows = t.to_pylist()
+    for r in rows:
+        assert r["top5_classes"][0] == r["prediction"] and sorted(r["top5_classes"]) == [0, 1, 2, 3, 4]
+        assert r["top5_probs"] == sorted(r["top5_probs"], reverse=True)
+        assert sum(r["top5_probs"]) == pytest.approx(1.0, abs=1e-5)  # 5 classes: all of them
+        curve = np.asarray(r["deletion_curve"], dtype=np.float64)
+        assert curve.shape == (21,)  # --steps 20
+        auc = (curve[0] / 2 + curve[1:-1].sum() + curve[-1] / 2) / 20  # the trapezoid of the stored curve
+        assert auc == pytest.approx(r["deletion_auc"], abs=1e-6)
+    # the same image's top-5 as the model computes it, and step 0 of deletion = the intact image
+    spec = importlib.util.spec_from_file_location("tiny_model_for_top5", model_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(0)
+    model = module.load().eval()
+    img = torch.from_numpy(load_image(data / "a" / "5.png")).permute(2, 0, 1)[None]
+    img = torch.nn.functional.interpolate(img, size=(16, 16), mode="bilinear", align_corners=False, antialias=True)
+    with torch.no_grad():
+        probs = torch.softmax(model((img.clamp(0, 1) - 0.5) / 0.25), dim=1)[0]
+    p, c = probs.topk(5)
+    row = next(r for r in rows if r["image_id"] == "a/5.png" and r["method"] == "gradcam")
+    assert row["top5_classes"] == c.tolist()
+    np.testing.assert_allclose(row["top5_probs"], p.numpy(), atol=1e-6)
+    assert row["deletion_curve"][0] == pytest.approx(float(probs[row["class"]]), abs=1e-6)
+
+
+def test_a_run_written_before_top5_still_opens(reference, tmp_path):
+    """The reader opens runs without the top-5/curve columns (written before they were stored)."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    old = tmp_path / "old"
+    shutil.copytree(reference, old)
+    cfg = json.loads((old / "run.json").read_text())
+    for key in ("top_k", "curves"):
+        del cfg["settings"][key]
+    (old / "run.json").write_text(json.dumps(cfg))
+    for part in (old / "table").glob("part-*.parquet"):
+        tab = pq.read_table(part)
+        pq.write_table(tab.drop_columns(["deletion_curve", "top5_classes", "top5_probs"]), part)
+    run = runs.open(old)
+    t = run.table()
+    assert "top5_classes" not in t.column_names and t.num_rows == 63
+    assert t.select(["image_id", "deletion_auc"]).equals(runs.open(reference).table().select(["image_id", "deletion_auc"]))
+    assert run.map("c/3.png", "gradcam").shape == (16, 16)

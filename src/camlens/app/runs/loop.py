@@ -2,8 +2,8 @@
 
 Each process (rank) loads the model on its own device, takes its share of the unfinished units
 (:func:`camlens.app.runs.shard.my_units`), decodes their images in DataLoader workers, and per
-unit: one forward for the prediction (only when a ground-truth label is explained; when only the
-predicted class is explained, the first method's pass picks it), every method for every target,
+unit: one forward without autograd for the prediction and the top-5 classes (softmax
+probabilities), every method for every target,
 every metric on the method's maps (and on the image-centre baseline), then maps, errors and rows to
 the store (:mod:`camlens.app.runs.store`). When every rank is done, rank 0 writes the summary.
 
@@ -36,7 +36,7 @@ from ..evaluate import CENTER, METRICS, _make_metrics, check_metric_names
 from ..zoo import Preprocessing, load_model_file
 from .data import ImageDataset, Item, collate, discover
 from .shard import Shard, my_units, setup
-from .store import RunReader, RunStore
+from .store import CURVE_COLUMNS, RunReader, RunStore
 from .summary import format_summary, summarise
 
 __all__ = ["CRASH_ENV", "METRIC_ALIASES", "TARGET_CHOICES", "RunOptions", "RunResult", "execute"]
@@ -52,6 +52,10 @@ METRIC_ALIASES = {
     "road": "road_combined",
 }
 TARGET_CHOICES = ("auto", "label", "pred", "both")
+TOP_K = 5
+"""Classes (and softmax probabilities) stored per image: the ``top5_classes`` / ``top5_probs`` columns."""
+CURVE_METRICS = CURVE_COLUMNS
+"""Metrics whose per-image curve is stored too (a ``list<float32>`` column of ``steps + 1`` points)."""
 CRASH_ENV = "CAMLENS_RUN_CRASH_AFTER_UNITS"
 """Test hook: a process that has committed this many units dies (``os._exit(17)``) while committing
 the next one, after its maps and error rows are written and before its table part is. Under
@@ -128,8 +132,8 @@ def _canonical_methods(names: Sequence[str]) -> list[str]:
     return out
 
 
-def _load(opts: RunOptions, device: torch.device) -> tuple[torch.nn.Module, Preprocessing, tuple, tuple, Any, str]:
-    """Model (eval, on ``device``), geometry, mean, std, layers, description."""
+def _load(opts: RunOptions, device: torch.device) -> tuple[torch.nn.Module, Preprocessing, tuple, tuple, Any, str, Any]:
+    """Model (eval, on ``device``), geometry, mean, std, layers, description, class names (or ``None``)."""
     torch.manual_seed(opts.seed)  # random weights (--weights none, a file's fresh model) equal on every rank
     layers: Any = list(opts.layers) if opts.layers else None
     if opts.model.endswith(".py"):
@@ -139,6 +143,8 @@ def _load(opts: RunOptions, device: torch.device) -> tuple[torch.nn.Module, Prep
         size = opts.image_size or 224
         geometry = Preprocessing((size, size), None, mean, std)
         name = Path(opts.model).name
+        categories = getattr(module, "CLASSES", None)
+        categories = [str(c) for c in categories] if categories is not None else None
     else:
         from ..zoo import load_model
 
@@ -151,7 +157,8 @@ def _load(opts: RunOptions, device: torch.device) -> tuple[torch.nn.Module, Prep
             geometry = Preprocessing(pre.resize, pre.crop, mean, std)
         layers = layers or ([zm.target_layer] if zm.target_layer else None)
         name = zm.name
-    return model.eval().to(device), geometry, mean, std, layers, name
+        categories = list(zm.categories) if zm.categories else None
+    return model.eval().to(device), geometry, mean, std, layers, name, categories
 
 
 def _input_size(geometry: Preprocessing) -> tuple[int, int]:
@@ -211,11 +218,15 @@ def _prepare(opts: RunOptions, store: RunStore, ctx: dict[str, Any]) -> dict[str
         "metrics": ctx["metrics"], "geometry": {"resize": list(g.resize) if isinstance(g.resize, tuple) else g.resize, "crop": g.crop},
         "mean": list(ctx["mean"]), "std": list(ctx["std"]), "batch_size": opts.batch_size, "steps": opts.steps,
         "tolerance": opts.tolerance, "seed": opts.seed, "baseline": ctx["baseline"],
+        "top_k": TOP_K, "curves": [CURVE_METRICS[m] for m in ctx["metrics"] if m in CURVE_METRICS],
         "maps": {"dtype": opts.map_dtype, "layers": layer_names, "sizes": [list(s) for s in map_sizes],
                  "input_size": list(size), "chunk": opts.batch_size} if opts.maps else None,
     }
+    # names of the model's outputs (top-5, predictions): the zoo model's categories (ImageNet), else
+    # the ImageFolder's sorted class folders (the label indices), else a model file's CLASSES
+    names = ctx["categories"] or source.classes
     config = {"settings": settings, "data": str(Path(opts.data).resolve()), "layout": source.layout,
-              "classes": source.classes}
+              "classes": source.classes, "class_names": names}
     store.prepare(config, items, arrays)
     done = store.finished_units()
     pending = [u for u in range(n_units) if u not in done]
@@ -266,13 +277,14 @@ class _UnitWork:
         labels = [items[i].label for i in idx]
         has_boxes = any(b is not None and len(b) > 0 for b in batch.boxes)
         boxes = [b if b is not None else np.zeros((0, 4)) for b in batch.boxes]
-        preds: list[int] | None = None
-        if "label" in self.kinds:  # the prediction column needs its own forward
-            logits = next(iter(self.cams.values())).engine.forward_outputs(x)
-            if logits.dim() != 2:
-                raise ModelOutputError(f"the model returned shape {tuple(logits.shape)}; camlens run needs (N, classes)")
-            preds = logits.argmax(dim=1).tolist()
-        results: list[tuple[str, str, list[int], list[float], dict[str, list[float | None]]]] = []
+        # one forward without autograd: the prediction and the top-5 (softmax) of every image
+        logits = next(iter(self.cams.values())).engine.forward_outputs(x)
+        if logits.dim() != 2:
+            raise ModelOutputError(f"the model returned shape {tuple(logits.shape)}; camlens run needs (N, classes)")
+        preds: list[int] = logits.argmax(dim=1).tolist()
+        top_p, top_c = torch.softmax(logits.float(), dim=1).topk(min(TOP_K, logits.shape[1]), dim=1)
+        top_p, top_c = top_p.cpu().tolist(), top_c.cpu().tolist()
+        results: list[tuple[str, str, list[int], list[float], dict[str, list[Any]]]] = []
         for kind in self.kinds:
             classes = labels if kind == "label" else preds
             target_t = None
@@ -282,11 +294,7 @@ class _UnitWork:
                     scores = [float("nan")] * n
                 else:
                     cam = self.cams[name]
-                    if classes is None:  # predicted class, picked by this first pass
-                        exp = cam.explain(x, target_category=None)
-                        preds = classes = [int(t.category) for t in exp.targets]  # type: ignore[attr-defined]
-                    else:
-                        exp = cam.explain(x, [ClassifierOutputTarget(int(c)) for c in classes])
+                    exp = cam.explain(x, [ClassifierOutputTarget(int(c)) for c in classes])
                     maps, scores = exp.cam, exp.scores.double().cpu().tolist()
                     for j, hw in enumerate(self.map_sizes):
                         raw = exp.layer_maps[j]
@@ -299,12 +307,14 @@ class _UnitWork:
                         blocks[f"{name}/{kind}/{j}"][local] = pp.minmax_normalize(m).cpu().numpy()
                 if target_t is None:
                     target_t = torch.tensor(classes, device=self.device)
-                vals: dict[str, list[float | None]] = {}
+                vals: dict[str, list[Any]] = {}
                 for mname, metric in self.scorers[(name, kind)].items():
                     if METRICS[mname][1]:  # localisation: maps and boxes
                         vals[mname] = _values(metric.update(maps, boxes=boxes)) if has_boxes else [None] * n
                     else:  # faithfulness: the model on the masked input
                         vals[mname] = _values(metric.update(x, maps, target_t))
+                        if mname in CURVE_METRICS:  # (N, steps + 1), float32 in the table
+                            vals[CURVE_METRICS[mname]] = metric.curves.float().cpu().tolist()
                     metric.reset()  # per-image values go to the table; nothing accumulates
                 results.append((name, kind, list(classes), scores, vals))  # type: ignore[arg-type]
         for name, kind, classes, scores, vals in results:
@@ -315,13 +325,17 @@ class _UnitWork:
                 rows["unit"].append(unit)
                 rows["path"].append(it.path)
                 rows["label"].append(it.label)
-                rows["prediction"].append(preds[k] if preds is not None else None)
+                rows["prediction"].append(preds[k])
                 rows["method"].append(name)
                 rows["target"].append(kind)
                 rows["class"].append(int(classes[k]))
                 rows["score"].append(None if math.isnan(scores[k]) else float(scores[k]))
                 for mname in self.metrics:
                     rows[mname].append(vals[mname][k])
+                    if mname in CURVE_METRICS:
+                        rows[CURVE_METRICS[mname]].append(vals[CURVE_METRICS[mname]][k])
+                rows["top5_classes"].append(top_c[k])
+                rows["top5_probs"].append(top_p[k])
         return rows, blocks, err_rows
 
 
@@ -344,7 +358,7 @@ def _execute(opts: RunOptions, shard: Shard) -> RunResult:
     methods = _canonical_methods(opts.methods)
     metrics = _canonical_metrics(opts.metrics)
     device = shard.device
-    model, geometry, mean, std, layers, model_name = _load(opts, device)
+    model, geometry, mean, std, layers, model_name, categories = _load(opts, device)
     cams = {
         m: get_method(m)(model, target_layers=layers, batch_size=opts.batch_size, progress=False) for m in methods
     }
@@ -357,7 +371,7 @@ def _execute(opts: RunOptions, shard: Shard) -> RunResult:
     if shard.is_main:
         try:
             ctx = dict(geometry=geometry, first=first, device=device, methods=methods, metrics=metrics,
-                       mean=mean, std=std, model_name=model_name, baseline=baseline)
+                       mean=mean, std=std, model_name=model_name, baseline=baseline, categories=categories)
             plan = _prepare(opts, store, ctx)
         except Exception as exc:  # noqa: BLE001 - every rank must hear about it, then rank 0 re-raises
             failure = exc
