@@ -18,8 +18,11 @@ method switch need no new files, and hovering reads the stored value of the cell
 *Disagreement* between methods (a sort key): the mean, over pairs of methods, of the mean absolute
 difference of their stored (min-max normalised) maps of the first target layer; in ``[0, 1]``.
 
-Not in a run, so not in the report: top-5 classes and deletion/insertion curves (the run stores
-the AUC per image, whose distribution the overview plots).
+*Top-5* (the image view): the run's ``top5_classes`` / ``top5_probs`` of the image, named with
+the run's class names (a zoo model's categories, else the ImageFolder's class folders).
+*Curves* (the overview): the mean over images of the stored per-image deletion / insertion curves
+(``deletion_curve`` / ``insertion_curve``), per method and for the centre baseline. A run written
+before these columns existed gives a report without them.
 
 >>> from camlens.app.report import build_report
 >>> build_report("runs/val", "report/")            # doctest: +SKIP
@@ -46,7 +49,7 @@ import numpy as np
 from ...errors import ArgumentError, CamLensError, DependencyError, OutputError
 from ..evaluate import CENTER, METRICS
 from ..zoo import Preprocessing
-from ..runs.store import MAPS_DIR, RunReader
+from ..runs.store import CURVE_COLUMNS, MAPS_DIR, RunReader
 from ..runs.summary import summarise
 
 __all__ = ["STATIC_FILES", "ReportResult", "build_report"]
@@ -99,6 +102,23 @@ def _disagreement(maps: list[np.ndarray]) -> np.ndarray | None:
             total += np.abs(flat[i] - flat[j]).mean(axis=1)
             pairs += 1
     return total / pairs
+
+
+def _mean_curves(curves: dict[str, dict[str, list[Any]]], steps: int) -> list[dict[str, Any]]:
+    """Per curve column: ``x`` (fraction of pixels changed, ``k / steps``) and each method's mean curve."""
+    out = []
+    for col, by_method in curves.items():
+        means = {}
+        for m, rows in by_method.items():
+            arr = np.asarray(rows, dtype=np.float64)
+            if arr.ndim == 2 and arr.shape[0]:
+                means[m] = {"mean": [_clean(float(v)) for v in np.nanmean(arr, axis=0)], "images": int(arr.shape[0])}
+        if not means:
+            continue
+        k = len(next(iter(means.values()))["mean"])
+        x = [round(i / (k - 1), 6) for i in range(k)] if k > 1 else [0.0]
+        out.append({"name": col, "metric": col.replace("_curve", "_auc"), "x": x, "methods": means, "steps": steps})
+    return out
 
 
 def _boxes_by_id(config: dict[str, Any]) -> dict[str, Any]:
@@ -209,6 +229,10 @@ def build_report(
     score: list[Any] = [None] * n
     names = methods + ([CENTER] if CENTER in set(cols["method"]) else [])
     values = {m: {k: [None] * n for k in metrics} for m in names}
+    has_top = "top5_classes" in cols
+    top5: list[Any] = [None] * n
+    curve_cols = [c for c in (CURVE_COLUMNS[m] for m in metrics if m in CURVE_COLUMNS) if c in cols]
+    curves: dict[str, dict[str, list[Any]]] = {c: {m: [] for m in names} for c in curve_cols}
     for r in range(table.num_rows):
         k = pos[cols["index"][r]]
         m = cols["method"][r]
@@ -221,6 +245,11 @@ def build_report(
             score[k] = _clean(cols["score"][r])
         for mt in metrics:
             values[m][mt][k] = _clean(cols[mt][r])
+        if has_top and top5[k] is None and cols["top5_classes"][r] is not None:
+            top5[k] = [[int(c), round(float(p), 5)] for c, p in zip(cols["top5_classes"][r], cols["top5_probs"][r])]
+        for c in curve_cols:
+            if cols[c][r] is not None:
+                curves[c][m].append(cols[c][r])
 
     summary = reader.summary()
     rows = [r for r in summary["rows"] if r.get("target") == target] if summary else summarise(table, names, [target], metrics)
@@ -255,7 +284,7 @@ def build_report(
                 payload = {m: [[_encode_map(a[k]) for a in layer_maps[m]] for k in range(lo, hi)] for m in methods}
                 text = f"window.camlensMapsLoaded({s}, {json.dumps(payload, separators=(',', ':'))});\n"
                 (tmp / "data" / f"maps-{s:04d}.js").write_text(text)
-        classes = config.get("classes")
+        classes = config.get("class_names") or config.get("classes")
         data = {
             "version": 1,
             "title": title or f"camlens report: {Path(run_dir).resolve().name}",
@@ -274,6 +303,8 @@ def build_report(
             },
             "values": values,
             "disagreement": None if dis is None else [_clean(float(v)) for v in dis],
+            "top5": top5 if has_top else None,
+            "curves": _mean_curves(curves, int(settings.get("steps") or 0)),
             "maps": {"layers": maps_info["layers"], "sizes": maps_info["sizes"], "shard": shard_size, "shards": shards}
             if maps_info else None,
             "errors": reader.errors().select(["image_id", "reason"]).slice(0, 500).to_pylist(),
