@@ -372,3 +372,19 @@ def test_report_of_a_run_written_before_top5(run_dir: Path, tmp_path: Path) -> N
         pq.write_table(pq.read_table(part).drop_columns(["deletion_curve", "insertion_curve", "top5_classes", "top5_probs"]), part)
     d = _data(build_report(old, tmp_path / "rep").output)
     assert d["top5"] is None and d["curves"] == [] and d["classes"] is None and len(d["images"]["id"]) == N_IMAGES
+
+
+def test_report_of_a_webdataset_run(run_dir: Path, tmp_path: Path) -> None:
+    """Images and boxes of a run over tar shards are read from the shards' members."""
+    from test_runs import write_shards
+
+    write_shards(tmp_path / "shards", np.random.default_rng(4))
+    out = tmp_path / "run"
+    with pytest.warns(UserWarning, match="no image member"):
+        assert _run_inprocess(_options(tmp_path / "shards", out, run_dir.parent / "tiny_model.py", image_size=24,
+                                       metrics=[], methods=["gradcam"])).complete
+    d = _data(build_report(out, tmp_path / "rep").output)
+    assert d["images"]["id"][1] == "train-0000.tar/s0/001" and d["images"]["img"] == [True] * 5
+    assert d["images"]["boxes"][1] == [[0.0, 0.0, 11.0, 10.8]]  # the .json box [0, 0, 11, 9]; 20 px high squashed to 24
+    with Image.open(tmp_path / "rep" / "img" / "0.jpg") as im:
+        assert im.size == (24, 24)

@@ -385,3 +385,81 @@ def test_a_run_written_before_top5_still_opens(reference, tmp_path):
     assert "top5_classes" not in t.column_names and t.num_rows == 63
     assert t.select(["image_id", "deletion_auc"]).equals(runs.open(reference).table().select(["image_id", "deletion_auc"]))
     assert run.map("c/3.png", "gradcam").shape == (16, 16)
+
+
+def _tar_add(tar, name: str, data: bytes) -> None:
+    import io
+    import tarfile
+
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def write_shards(folder: Path, rng: np.random.Generator) -> dict[str, bytes]:
+    """Two WebDataset shards written with tarfile + Pillow: 5 good samples, a corrupt one, one without an image."""
+    import io
+    import tarfile
+
+    folder.mkdir(parents=True)
+    images: dict[str, bytes] = {}
+    for s in range(2):
+        with tarfile.open(folder / f"train-{s:04d}.tar", "w") as tar:
+            for i in range(3):
+                key = f"s{s}/{i:03d}"
+                buf = io.BytesIO()
+                fmt = "PNG" if i != 1 else "JPEG"
+                Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(buf, fmt)
+                images[f"train-{s:04d}.tar/{key}"] = buf.getvalue()
+                if s == 1 and i == 2:  # a corrupt image member: lands in the errors table
+                    _tar_add(tar, f"{key}.jpg", b"not a jpeg")
+                    _tar_add(tar, f"{key}.cls", b"1")
+                    continue
+                _tar_add(tar, f"{key}.{'png' if fmt == 'PNG' else 'jpg'}", buf.getvalue())
+                if i == 1:
+                    _tar_add(tar, f"{key}.json", json.dumps({"label": 4, "boxes": [[0, 0, 11, 9]]}).encode())
+                else:
+                    _tar_add(tar, f"{key}.cls", f"{(s + i) % 5}\n".encode())
+            if s == 0:
+                _tar_add(tar, "s0/orphan.txt", b"a caption and no image")
+    return images
+
+
+def test_webdataset_shards(dataset, tmp_path):
+    """A folder of tar shards, one shard, a glob: ids <shard>/<key>, labels, boxes, a corrupt member."""
+    from camlens.app.runs.data import read_image
+
+    _, model = dataset
+    images = write_shards(tmp_path / "shards", np.random.default_rng(3))
+    with pytest.warns(UserWarning, match="1 WebDataset sample"):
+        src = discover(tmp_path / "shards")
+    assert src.layout == "webdataset"
+    assert [it.image_id for it in src.items] == [
+        "train-0000.tar/s0/000", "train-0000.tar/s0/001", "train-0000.tar/s0/002",
+        "train-0001.tar/s1/000", "train-0001.tar/s1/001", "train-0001.tar/s1/002",
+    ]
+    by_id = {it.image_id: it for it in src.items}
+    assert [it.label for it in src.items] == [0, 4, 2, 1, 4, 1]
+    assert by_id["train-0000.tar/s0/001"].boxes == ((0, 0, 11, 9),) and by_id["train-0000.tar/s0/000"].boxes is None
+    assert by_id["train-0001.tar/s1/000"].path == str(tmp_path / "shards" / "train-0001.tar") + "/s1/000.png"
+    # decoded from the member's bytes exactly as from a file
+    (tmp_path / "x.png").write_bytes(images["train-0000.tar/s0/002"])
+    np.testing.assert_array_equal(read_image(by_id["train-0000.tar/s0/002"]), load_image(tmp_path / "x.png"))
+    with pytest.warns(UserWarning):
+        assert [it.image_id for it in discover(tmp_path / "shards" / "train-0001.tar").items][0] == "train-0001.tar/s1/000"
+        assert len(discover(str(tmp_path / "shards" / "train-*.tar")).items) == 6
+    out = tmp_path / "run"
+    with pytest.warns(UserWarning, match="no image member"):
+        res = _run_inprocess(_options(tmp_path / "shards", out, model, metrics=["pointing"], methods=["gradcam"]))
+    assert res.complete and res.images == 6 and res.errors == 1
+    run = runs.open(out)
+    assert run.config["layout"] == "webdataset"
+    assert [e["image_id"] for e in run.errors().to_pylist()] == ["train-0001.tar/s1/002"]
+    rows = {r["image_id"]: r for r in run.table().to_pylist() if r["method"] == "gradcam"}
+    assert len(rows) == 5 and rows["train-0000.tar/s0/001"]["label"] == 4
+    assert rows["train-0000.tar/s0/001"]["pointing_game"] in (0.0, 1.0) and rows["train-0000.tar/s0/000"]["pointing_game"] is None
+    assert run.map("train-0001.tar/s1/001", "gradcam").shape == (16, 16)
+    gz = tmp_path / "bad.tar"
+    gz.write_bytes(b"\x1f\x8b" + b"\0" * 600)
+    with pytest.raises(CamLensError, match="not an uncompressed tar file"):
+        discover(gz)

@@ -49,6 +49,7 @@ import numpy as np
 from ...errors import ArgumentError, CamLensError, DependencyError, OutputError
 from ..evaluate import CENTER, METRICS
 from ..zoo import Preprocessing
+from ..runs.data import Item
 from ..runs.store import CURVE_COLUMNS, MAPS_DIR, RunReader
 from ..runs.summary import summarise
 
@@ -121,26 +122,30 @@ def _mean_curves(curves: dict[str, dict[str, list[Any]]], steps: int) -> list[di
     return out
 
 
-def _boxes_by_id(config: dict[str, Any]) -> dict[str, Any]:
-    """Boxes of a manifest run, re-read from the manifest (the run's tables do not hold them)."""
-    data = config.get("data")
-    if config.get("layout") != "manifest" or not data or not Path(data).is_file():
+def _items_by_id(config: dict[str, Any]) -> dict[str, Any]:
+    """Items of a manifest or WebDataset run, re-read from its source: their boxes (the run's tables
+    do not hold them) and, for tar shards, where each image member lies."""
+    data, layout = config.get("data"), config.get("layout")
+    if layout not in ("manifest", "webdataset") or not data:
         return {}
     from ..runs.data import discover
 
     try:
-        src = discover(data, layout="manifest")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # samples without an image: the run warned already
+            src = discover(data, layout=layout)
     except CamLensError as exc:
-        warnings.warn(f"camlens report: boxes left out, the manifest {data!r} could not be read: {exc}", stacklevel=3)
+        what = "boxes left out" if layout == "manifest" else "images and boxes left out"
+        warnings.warn(f"camlens report: {what}, the {layout} {data!r} could not be read: {exc}", stacklevel=3)
         return {}
-    return {it.image_id: it.boxes for it in src.items if it.boxes}
+    return {it.image_id: it for it in src.items}
 
 
 def _write_images(
-    paths: Sequence[str], boxes: Sequence[Any], geometry: Preprocessing, out: Path, thumb: int, quality: int, workers: int
+    items: Sequence[Any], boxes: Sequence[Any], geometry: Preprocessing, out: Path, thumb: int, quality: int, workers: int
 ) -> tuple[list[bool], list[Any]]:
     """Write ``img/K.jpg`` and ``thumb/K.jpg``; returns which worked and the boxes in input pixels."""
-    from ...image import load_image
+    from ..runs.data import read_image
 
     Image = _pil()
     (out / "img").mkdir()
@@ -148,7 +153,7 @@ def _write_images(
 
     def one(k: int) -> tuple[bool, Any]:
         try:
-            img = load_image(paths[k])
+            img = read_image(items[k])
         except (OSError, ValueError):
             return False, None
         b = np.asarray(boxes[k], dtype=np.float64) if boxes[k] else None
@@ -164,9 +169,9 @@ def _write_images(
 
     if workers > 1:
         with ThreadPoolExecutor(workers) as pool:
-            done = list(pool.map(one, range(len(paths))))
+            done = list(pool.map(one, range(len(items))))
     else:
-        done = [one(k) for k in range(len(paths))]
+        done = [one(k) for k in range(len(items))]
     return [d[0] for d in done], [d[1] for d in done]
 
 
@@ -268,14 +273,15 @@ def build_report(
     geo = settings["geometry"]
     resize = tuple(geo["resize"]) if isinstance(geo.get("resize"), list) else geo.get("resize")
     geometry = Preprocessing(resize, geo.get("crop"))
-    found_boxes = _boxes_by_id(config)
-    boxes = [found_boxes.get(i) for i in image_id]
+    found = _items_by_id(config)
+    boxes = [found[i].boxes if i in found else None for i in image_id]
+    sources = [found.get(i) or Item(i, p) for i, p in zip(image_id, path)]
     tmp = out.parent / f".tmp-report-{uuid.uuid4().hex}"
     tmp.mkdir(parents=True)
     try:
         (tmp / "data").mkdir()
         workers = workers if workers is not None else min(4, os.cpu_count() or 1)
-        ok, boxes_in = _write_images(path, boxes, geometry, tmp, thumb_size, quality, workers)
+        ok, boxes_in = _write_images(sources, boxes, geometry, tmp, thumb_size, quality, workers)
         shards = 0
         if maps_info:
             shards = (n + shard_size - 1) // shard_size
