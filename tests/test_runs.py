@@ -463,3 +463,30 @@ def test_webdataset_shards(dataset, tmp_path):
     gz.write_bytes(b"\x1f\x8b" + b"\0" * 600)
     with pytest.raises(CamLensError, match="not an uncompressed tar file"):
         discover(gz)
+
+
+def test_predicted_class_top5_from_the_methods_own_pass(dataset, tmp_path):
+    """Without labels (target pred) the first method's pass gives the prediction and the top-5."""
+    _, model_file = dataset
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "o"
+    assert _run_inprocess(_options(folder, out, model_file, methods=["scorecam", "gradcam"], metrics=[])).complete
+    spec = importlib.util.spec_from_file_location("tiny_model_for_pred", model_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(0)
+    model = module.load().eval()
+    for r in runs.open(out).table().to_pylist():
+        x = (torch.from_numpy(load_image(folder / r["image_id"])).permute(2, 0, 1)[None] - 0.5) / 0.25
+        with torch.no_grad():
+            logits = model(x)[0]
+        p, c = torch.softmax(logits, 0).topk(5)
+        assert r["target"] == "pred" and r["class"] == r["prediction"] == r["top5_classes"][0] == int(c[0])
+        assert r["top5_classes"] == c.tolist()
+        np.testing.assert_allclose(r["top5_probs"], p.numpy(), atol=1e-6)
+        if r["method"] == "gradcam":
+            assert r["score"] == pytest.approx(float(logits[r["class"]]), rel=1e-5)

@@ -2,8 +2,9 @@
 
 Each process (rank) loads the model on its own device, takes its share of the unfinished units
 (:func:`camlens.app.runs.shard.my_units`), decodes their images in DataLoader workers, and per
-unit: one forward without autograd for the prediction and the top-5 classes (softmax
-probabilities), every method for every target,
+unit: the prediction and the top-5 classes (softmax probabilities) from one forward without
+autograd when a ground-truth label is explained (when only the predicted class is explained, the
+first method's own pass gives them), every method for every target,
 every metric on the method's maps (and on the image-centre baseline), then maps, errors and rows to
 the store (:mod:`camlens.app.runs.store`). When every rank is done, rank 0 writes the summary.
 
@@ -238,6 +239,55 @@ def _values(t: torch.Tensor) -> list[float | None]:
     return [None if math.isnan(v) else float(v) for v in t.detach().double().cpu().tolist()]
 
 
+def _logits(cam: Any, x: torch.Tensor) -> torch.Tensor:
+    logits = cam.engine.forward_outputs(x)
+    if logits.dim() != 2:
+        raise ModelOutputError(f"the model returned shape {tuple(logits.shape)}; camlens run needs (N, classes)")
+    return logits
+
+
+class _TopClass(ClassifierOutputTarget):
+    """The top class of the first output it scores (the explained image's own forward pass).
+
+    The class is fixed at that first scoring, whose outputs are kept in ``box["outputs"]``: so the
+    method's own pass gives the prediction and the top-5, with no extra forward (perturbation
+    methods then score the same class on their masked inputs).
+    """
+
+    def __init__(self, box: dict[str, Any]) -> None:
+        super().__init__(0)
+        self.box = box
+
+    @classmethod
+    def score_batch(cls, targets: Sequence[Any], outputs: torch.Tensor) -> torch.Tensor:
+        box = targets[0].box
+        if "outputs" not in box and outputs.dim() == 2 and outputs.shape[0] == len(targets):
+            box["outputs"] = outputs.detach()
+            for t, c in zip(targets, outputs.detach().argmax(dim=1).tolist()):
+                t.category = int(c)
+        return super().score_batch(targets, outputs)
+
+
+def _explain_top_class(cam: Any, x: torch.Tensor) -> tuple[Any, torch.Tensor]:
+    """Explain each image's top class; returns the explanation and the logits ``(N, classes)``.
+
+    The logits come from the method's own forward pass (checked: the explained scores must be those
+    logits at the chosen classes); where a method scored another batch first, one forward without
+    autograd gives them and the images are explained again.
+    """
+    box: dict[str, Any] = {}
+    targets = [_TopClass(box) for _ in range(x.shape[0])]
+    exp = cam.explain(x, targets)
+    out = box.get("outputs")
+    if out is not None:
+        cats = torch.tensor([t.category for t in targets], device=out.device)
+        picked = out.gather(1, cats[:, None]).squeeze(1).float()
+        if torch.allclose(picked, exp.scores.float().to(out.device), rtol=1e-6, atol=1e-7):
+            return exp, out
+    logits = _logits(cam, x)
+    return cam.explain(x, [ClassifierOutputTarget(int(c)) for c in logits.argmax(dim=1).tolist()]), logits
+
+
 @dataclass
 class _UnitWork:
     """Explains and scores one work unit: rows for the table, map blocks for Zarr, error rows."""
@@ -277,13 +327,18 @@ class _UnitWork:
         labels = [items[i].label for i in idx]
         has_boxes = any(b is not None and len(b) > 0 for b in batch.boxes)
         boxes = [b if b is not None else np.zeros((0, 4)) for b in batch.boxes]
-        # one forward without autograd: the prediction and the top-5 (softmax) of every image
-        logits = next(iter(self.cams.values())).engine.forward_outputs(x)
-        if logits.dim() != 2:
-            raise ModelOutputError(f"the model returned shape {tuple(logits.shape)}; camlens run needs (N, classes)")
-        preds: list[int] = logits.argmax(dim=1).tolist()
-        top_p, top_c = torch.softmax(logits.float(), dim=1).topk(min(TOP_K, logits.shape[1]), dim=1)
-        top_p, top_c = top_p.cpu().tolist(), top_c.cpu().tolist()
+        preds: list[int] | None = None
+        top_c: list[list[int]] = []
+        top_p: list[list[float]] = []
+
+        def read_logits(logits: torch.Tensor) -> list[int]:
+            nonlocal top_c, top_p
+            p, c = torch.softmax(logits.float(), dim=1).topk(min(TOP_K, logits.shape[1]), dim=1)
+            top_p, top_c = p.cpu().tolist(), c.cpu().tolist()
+            return logits.argmax(dim=1).tolist()
+
+        if "label" in self.kinds:  # the prediction and top-5 need their own forward (without autograd)
+            preds = read_logits(_logits(self.cams[self.methods[0]], x))
         results: list[tuple[str, str, list[int], list[float], dict[str, list[Any]]]] = []
         for kind in self.kinds:
             classes = labels if kind == "label" else preds
@@ -294,7 +349,11 @@ class _UnitWork:
                     scores = [float("nan")] * n
                 else:
                     cam = self.cams[name]
-                    exp = cam.explain(x, [ClassifierOutputTarget(int(c)) for c in classes])
+                    if classes is None:  # predicted class: this first pass picks it and gives the top-5
+                        exp, logits = _explain_top_class(cam, x)
+                        preds = classes = read_logits(logits)
+                    else:
+                        exp = cam.explain(x, [ClassifierOutputTarget(int(c)) for c in classes])
                     maps, scores = exp.cam, exp.scores.double().cpu().tolist()
                     for j, hw in enumerate(self.map_sizes):
                         raw = exp.layer_maps[j]
@@ -325,7 +384,7 @@ class _UnitWork:
                 rows["unit"].append(unit)
                 rows["path"].append(it.path)
                 rows["label"].append(it.label)
-                rows["prediction"].append(preds[k])
+                rows["prediction"].append(preds[k] if preds is not None else None)
                 rows["method"].append(name)
                 rows["target"].append(kind)
                 rows["class"].append(int(classes[k]))
