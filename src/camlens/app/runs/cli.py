@@ -70,7 +70,8 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("data", metavar="DATA", help="image folder, ImageFolder root, manifest (.jsonl/.json/.csv), or WebDataset .tar shard(s)/folder/glob")
     p.add_argument("--output", "-o", required=True, metavar="DIR", help="run folder (created; reused to resume)")
     p.add_argument("--model", default="efficientnet-lite0", metavar="NAME_OR_FILE",
-                   help="zoo model name (torchvision, timm:NAME, efficientnet-lite0) or a .py file whose load*() returns the model")
+                   help="zoo model name (torchvision, timm:NAME, efficientnet-lite0) or a .py file whose load*() returns the model "
+                   "(its optional MEAN, STD and CLASSES: normalisation and class names)")
     p.add_argument("--weights", default="default", metavar="default|none|PATH", help="zoo weights (none: random, seeded by --seed)")
     p.add_argument("--model-fn", default=None, help="function of the .py model file to call (default: its only load* function)")
     p.add_argument("--layer", "-l", action="append", default=None, help="target layer (repeatable; default: automatic)")

@@ -4,7 +4,9 @@ One output folder::
 
     run.json              the settings (checked on restart: a resumed run must compute the same thing)
     items.parquet         every input: index, image_id, path, label (written once, at the start)
-    table/part-*.parquet  one row per image x method x target (read the folder as one dataset)
+    table/part-*.parquet  one row per image x method x target (read the folder as one dataset):
+                          ids, label, prediction, class, score, each metric, the image's top-5
+                          classes and probabilities, the deletion / insertion curves
     errors/part-*.parquet images that could not be read, with the reason
     maps.zarr/            METHOD/TARGET/LAYER arrays (images, h, w) at layer resolution
     summary.json/.txt     per method and target: the mean of every metric (when the run completes)
