@@ -490,3 +490,16 @@ def test_predicted_class_top5_from_the_methods_own_pass(dataset, tmp_path):
         np.testing.assert_allclose(r["top5_probs"], p.numpy(), atol=1e-6)
         if r["method"] == "gradcam":
             assert r["score"] == pytest.approx(float(logits[r["class"]]), rel=1e-5)
+
+
+def test_resuming_a_run_written_before_top5_is_refused(reference, dataset, tmp_path):
+    import shutil
+
+    data, model = dataset
+    old = tmp_path / "old"
+    shutil.copytree(reference, old)
+    cfg = json.loads((old / "run.json").read_text())
+    del cfg["settings"]["top_k"], cfg["settings"]["curves"]
+    (old / "run.json").write_text(json.dumps(cfg))
+    with pytest.raises(CamLensError, match="stored no top-5 classes or curves: finish it with that version"):
+        _run_inprocess(_options(data, old, model))

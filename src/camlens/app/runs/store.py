@@ -217,9 +217,12 @@ class RunStore:
                     if old.get("settings", {}).get(k) != config["settings"].get(k)
                 )
                 detail = "; ".join(f"{k}: stored {old['settings'].get(k)!r}, now {config['settings'].get(k)!r}" for k in diff)
+                older = "top_k" not in old.get("settings", {}) and "top_k" in config["settings"]
                 raise ArgumentError(
-                    f"{self.root} holds a run with other settings ({detail}); resume with the same options "
-                    "or write to a new output folder"
+                    f"{self.root} holds a run with other settings ({detail}); "
+                    + ("it was started by a camlens version that stored no top-5 classes or curves: finish it with "
+                       "that version, or write to a new output folder" if older else
+                       "resume with the same options or write to a new output folder")
                 )
             if old.get("ids_sha256") != digest:
                 raise ArgumentError(
