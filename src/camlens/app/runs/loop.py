@@ -223,8 +223,8 @@ def _prepare(opts: RunOptions, store: RunStore, ctx: dict[str, Any]) -> dict[str
         "maps": {"dtype": opts.map_dtype, "layers": layer_names, "sizes": [list(s) for s in map_sizes],
                  "input_size": list(size), "chunk": opts.batch_size} if opts.maps else None,
     }
-    # names of the model's outputs (top-5, predictions): the zoo model's categories (ImageNet), else
-    # the ImageFolder's sorted class folders (the label indices), else a model file's CLASSES
+    # names of the model's outputs (top-5, predictions): the zoo model's categories (ImageNet) or a
+    # model file's CLASSES, else the ImageFolder's sorted class folders (the label indices)
     names = ctx["categories"] or source.classes
     config = {"settings": settings, "data": str(Path(opts.data).resolve()), "layout": source.layout,
               "classes": source.classes, "class_names": names}
