@@ -11,8 +11,10 @@ import torch
 from camlens.errors import TargetError
 from camlens.targets import (
     BinaryClassifierOutputTarget,
+    ClassifierOutputReST,
     ClassifierOutputSoftmaxTarget,
     ClassifierOutputTarget,
+    FinerWeightedTarget,
     RawScoresOutputTarget,
     SemanticSegmentationTarget,
 )
@@ -20,6 +22,8 @@ from camlens.targets import (
 __all__ = [
     "ClassifierOutputTarget",
     "ClassifierOutputSoftmaxTarget",
+    "ClassifierOutputReST",
+    "FinerWeightedTarget",
     "BinaryClassifierOutputTarget",
     "SoftmaxOutputTarget",
     "RawScoresOutputTarget",
