@@ -419,7 +419,7 @@ class BaseCAM:
                     _warn_blank_gradients(grads, cap.gradients[i], name)
             hvp = None
             if cap.hessian_vector is not None:
-                hvp = self._to_maps(cap.hessian_vector[i], name, "Hessian-vector products")
+                hvp = self._to_maps(cap.hessian_vector[i], name, "Hessian-vector products", x.dim())
             ctx = LayerContext(
                 name=name,
                 module=module,

@@ -13,7 +13,7 @@ from ..errors import InputTypeError, LayerNotFoundError, LayerOutputError, Targe
 from ..hooks import LayerSpec, resolve_layers
 from ..registry import register
 from ..targets import ClassifierOutputTarget
-from .base import ActivationCAM, LayerContext
+from .base import ActivationCAM, LayerContext, per_channel
 
 __all__ = ["CAM"]
 
@@ -86,7 +86,7 @@ class CAM(ActivationCAM):
 
     def pooled_features(self, ctx: LayerContext) -> torch.Tensor:
         """``F`` (the activations or their ReLU) such that ``fc(mean_ij F) == outputs``; raises otherwise."""
-        if ctx.raw_activations.dim() != 4:
+        if ctx.raw_activations.dim() != ctx.input_tensor.dim():  # (N, C, *spatial) like the input
             raise LayerOutputError(
                 f"CAM needs a CNN that ends in global average pooling + a linear layer; target layer {ctx.name!r} "
                 f"returns tokens of shape {tuple(ctx.raw_activations.shape)} (a vision transformer, whose head reads "
@@ -115,7 +115,7 @@ class CAM(ActivationCAM):
         tol = (1e-2 if ctx.outputs.dtype in (torch.float16, torch.bfloat16) else 1e-4) * max(1.0, float(out.abs().max()))
         worst = float("inf")
         for feats in (acts, pp.relu(acts)):
-            diff = float((F.linear(feats[rows].mean(dim=(2, 3)), weight, bias) - out).abs().max())
+            diff = float((F.linear(feats[rows].flatten(2).mean(dim=2), weight, bias) - out).abs().max())
             if diff <= tol:
                 return feats
             worst = min(worst, diff)
@@ -144,5 +144,5 @@ class CAM(ActivationCAM):
                 )
         cats = torch.tensor([t.category for t in ctx.targets], device=feats.device)  # type: ignore[attr-defined]
         weights = self.fc.weight.detach().float()[cats % self.fc.weight.shape[0]]  # (N, C)
-        weighted = weights[:, :, None, None] * feats
+        weighted = per_channel(weights, feats) * feats
         return pp.eigen_projection(weighted) if eigen_smooth else weighted.sum(dim=1)

@@ -12,6 +12,7 @@ from ..errors import ArgumentError, InputTypeError, TargetError
 from ..hooks import eval_mode
 from ..registry import register
 from ..targets import ClassifierOutputTarget, FinerWeightedTarget, TargetFn, targets_from_categories
+from ..model_inputs import ForwardInputs, use_inputs
 from .base import BaseCAM, Explanation
 
 __all__ = ["FinerCAM"]
@@ -127,13 +128,17 @@ class FinerCAM(BaseCAM):
         target_category: int | Sequence[int] | None = None,
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
+        **extra_inputs: Any,
     ) -> Explanation:
+        """``extra_inputs``: ``forward_args`` / ``forward_kwargs`` / ``input_name`` as for any CAM."""
         if targets is not None and target_category is not None:
             raise ArgumentError("pass either targets or target_category, not both")
         x = self.engine.prepare_input(input_tensor)
         finer = self.finer_targets(x.shape[0], targets, target_category)
         if aug_smooth:  # compare with the classes similar on the un-augmented image, in every augmentation
-            with eval_mode(self.model), torch.inference_mode(False):
+            get = extra_inputs.get
+            extra = ForwardInputs.build(x.shape[0], get("forward_args"), get("forward_kwargs"), get("input_name"))
+            with eval_mode(self.model), torch.inference_mode(False), use_inputs(extra):
                 outputs = self.engine.forward_outputs(x)
             finer = [t.resolve(o) for t, o in zip(finer, outputs)]
-        return self.base.explain(x, finer, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+        return self.base.explain(x, finer, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, **extra_inputs)

@@ -21,9 +21,9 @@ def _bias_layers(model: nn.Module) -> list[nn.Module]:
     """Every ``Conv2d`` with a bias and every ``BatchNorm2d`` with running statistics, in model order."""
     found = []
     for m in model.modules():
-        if isinstance(m, nn.Conv2d) and m.bias is not None:
+        if isinstance(m, nn.modules.conv._ConvNd) and m.bias is not None:  # Conv1d/2d/3d
             found.append(m)
-        elif isinstance(m, nn.BatchNorm2d) and m.track_running_stats and m.running_mean is not None:
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats and m.running_mean is not None:
             found.append(m)
     return found
 
@@ -31,7 +31,7 @@ def _bias_layers(model: nn.Module) -> list[nn.Module]:
 def effective_bias(layer: nn.Module) -> torch.Tensor:
     """The per-channel bias a layer adds: a conv's ``b``; BatchNorm's (eval mode)
     ``beta - running_mean * gamma / sqrt(running_var + eps)``."""
-    if isinstance(layer, nn.BatchNorm2d):
+    if isinstance(layer, nn.modules.batchnorm._BatchNorm):
         scale = torch.rsqrt(layer.running_var.float() + layer.eps)
         gamma = layer.weight.detach().float() if layer.weight is not None else torch.ones_like(scale)
         beta = layer.bias.detach().float() if layer.bias is not None else torch.zeros_like(scale)
@@ -40,9 +40,9 @@ def effective_bias(layer: nn.Module) -> torch.Tensor:
 
 
 def _channel_normalised_sum(t: torch.Tensor) -> torch.Tensor:
-    """``sum_c minmax(|t_c|)`` over the channels of ``(N, C, h, w)``, each channel scaled on its own."""
-    n, c, h, w = t.shape
-    return pp.minmax_normalize(t.abs().reshape(n * c, h, w)).reshape(n, c, h, w).sum(dim=1)
+    """``sum_c minmax(|t_c|)`` over the channels of ``(N, C, *spatial)``, each channel scaled on its own."""
+    n, c, *spatial = t.shape
+    return pp.minmax_normalize(t.abs().reshape(n * c, *spatial)).reshape(n, c, *spatial).sum(dim=1)
 
 
 @register("fullgrad", "full-grad")
@@ -123,7 +123,7 @@ class FullGrad(BaseCAM):
         return [n for n, _ in self.layers]
 
     def _layer_maps(self, cap: Capture, x: torch.Tensor, eigen_smooth: bool) -> list[torch.Tensor]:
-        size = tuple(x.shape[-2:])
+        size = tuple(x.shape[2:])
         assert cap.input_gradient is not None and cap.gradients is not None  # the engine's contract
         if cap.input_gradient is None or cap.gradients is None:
             raise LayerOutputError("FullGrad needs the engine's input and layer gradients")  # pragma: no cover
@@ -132,7 +132,7 @@ class FullGrad(BaseCAM):
             if grad is None:  # the layer did not run, or the score does not depend on it
                 continue
             bias = effective_bias(layer).to(grad.device)
-            term = pp.upsample(_channel_normalised_sum(grad.float() * bias[:, None, None]), size)
+            term = pp.upsample(_channel_normalised_sum(grad.float() * bias.reshape(-1, *([1] * (grad.dim() - 2)))), size)
             if eigen_smooth:
                 terms.append(term)
             else:

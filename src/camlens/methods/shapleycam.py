@@ -9,7 +9,7 @@ from torch import nn
 
 from ..engine import Engine
 from ..registry import register
-from .base import GradientCAM, LayerContext
+from .base import GradientCAM, LayerContext, spatial_dims
 
 __all__ = ["ShapleyCAM"]
 
@@ -55,4 +55,4 @@ class ShapleyCAM(GradientCAM):
         )
 
     def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
-        return (ctx.gradients - 0.5 * ctx.hessian_vector).mean(dim=(2, 3), keepdim=True)
+        return (ctx.gradients - 0.5 * ctx.hessian_vector).mean(dim=spatial_dims(ctx.gradients), keepdim=True)
