@@ -79,6 +79,8 @@ def _warn_blank_gradients(grads: torch.Tensor, raw: torch.Tensor, name: str) -> 
     """Warn when the reshaped gradient map is identically zero for some image although the raw one
     is not (the reshape dropped the only tokens the target depends on, e.g. a ViT class token).
     All-zero raw gradients are reported by the engine already."""
+    if isinstance(raw, dict):  # a feature pyramid: any level's gradient counts
+        raw = torch.cat([v.flatten(1) for v in raw.values()], dim=1)
     blank = grads.flatten(1).abs().amax(dim=1).eq(0) & raw.flatten(1).abs().amax(dim=1).gt(0)
     if bool(blank.any()):
         images = blank.nonzero().flatten().tolist()
@@ -347,6 +349,12 @@ class BaseCAM:
     def _to_maps(self, tensor: torch.Tensor, name: str, what: str) -> torch.Tensor:
         if self.reshape_transform is not None:
             tensor = self.reshape_transform(tensor)
+        elif isinstance(tensor, dict):
+            raise LayerOutputError(
+                f"target layer {name!r} returns a feature pyramid (levels {list(tensor)}), not one map; pass "
+                "reshape_transform=camlens.reshape.FPNReshape() (all levels on one grid) or FPNLevel('<level>'), "
+                "or omit target_layers to let camlens choose"
+            )
         if not isinstance(tensor, torch.Tensor) or tensor.dim() != 4:
             shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
             hint = (

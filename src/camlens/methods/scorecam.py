@@ -86,7 +86,7 @@ class ScoreCAM(PerturbationCAM):
 
     def masked_scores(self, targets: Sequence[TargetFn], outputs: torch.Tensor) -> torch.Tensor:
         """Target scores ``(B,)`` of model outputs on masked inputs (softmax over classes first, see above)."""
-        if not self.score_softmax or outputs.dim() != 2:
+        if not self.score_softmax or not isinstance(outputs, torch.Tensor) or outputs.dim() != 2:
             return score_targets(targets, outputs).float()
         own = [isinstance(t, ClassifierOutputSoftmaxTarget) for t in targets]
         if all(own):
@@ -118,7 +118,11 @@ class ScoreCAM(PerturbationCAM):
             constant = torch.zeros_like(constant)
         if bool((constant & scored).any()):
             zero_out = self.engine.forward_outputs(torch.zeros_like(x[:1]))
-            zero_scores = self.masked_scores(ctx.targets, zero_out.expand(n, *zero_out.shape[1:]))
+            if isinstance(zero_out, torch.Tensor):
+                zero_out = zero_out.expand(n, *zero_out.shape[1:])
+            else:  # per-image outputs (detections): the same one for every image
+                zero_out = list(zero_out) * n
+            zero_scores = self.masked_scores(ctx.targets, zero_out)
             scores = torch.where(constant & scored, zero_scores[:, None].expand(n, c), scores)
 
         pairs = (scored & ~constant).nonzero()  # (P, 2) rows of (image, channel)
