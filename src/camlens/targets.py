@@ -200,8 +200,9 @@ class SemanticSegmentationTarget(Target):
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Pairwise IoU ``(A, B)`` of boxes ``(A, 4)`` and ``(B, 4)`` in ``(x1, y1, x2, y2)`` pixels.
 
-    ``IoU = area(a & b) / (area(a) + area(b) - area(a & b))``; differentiable in both arguments
-    (an empty union gives 0, not NaN).
+    ``IoU = area(a & b) / (area(a) + area(b) - area(a & b))``; differentiable in both arguments.
+    Where the union is empty (degenerate zero-area boxes, which untrained detectors produce) the
+    IoU is 1 for identical boxes and 0 otherwise, not NaN.
     """
     lt = torch.maximum(a[:, None, :2], b[None, :, :2])
     rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
@@ -209,7 +210,8 @@ def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     area_a = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(dim=1)
     area_b = (b[:, 2:] - b[:, :2]).clamp(min=0).prod(dim=1)
     union = area_a[:, None] + area_b[None, :] - inter
-    return inter / torch.where(union > 0, union, torch.ones_like(union))
+    same = (a[:, None, :] == b[None, :, :]).all(dim=2).to(inter.dtype)
+    return torch.where(union > 0, inter / torch.where(union > 0, union, torch.ones_like(union)), same)
 
 
 def _detections(output: Any, who: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
