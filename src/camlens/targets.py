@@ -414,6 +414,16 @@ def targets_from_categories(categories: Any, outputs: Any) -> list[TargetFn]:
             "outputs (detections): pass targets=[BoxScoreTarget(labels, boxes)] or targets=None"
         )
     n = outputs.shape[0]
+    if outputs.dim() == 4 and (categories is None or isinstance(categories, (int, np.integer))):
+        # Semantic segmentation (N, K, H, W): explain the pixels of one class. None: each image's
+        # most frequent predicted class.
+        if categories is None:
+            cats = [int(torch.bincount(o.argmax(dim=0).flatten(), minlength=o.shape[0]).argmax()) for o in outputs]
+        else:
+            c = class_index(categories, "target_category")
+            _check_category(c, outputs.shape[1])
+            cats = [c] * n
+        return [SemanticSegmentationTarget(c) for c in cats]
     if categories is None:
         if outputs.dim() != 2:
             raise TargetError(
