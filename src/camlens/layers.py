@@ -193,7 +193,27 @@ SEGMENTER = Family(
     ),
 )
 
-TASK_FAMILIES: tuple[Family, ...] = (DETECTOR, SEGMENTER)
+def _hf_vit_tokens(m: nn.Module) -> Optional[ReshapeTransform]:
+    """Token grid of a HuggingFace CLIP-style vision tower, from its config (one class token)."""
+    cfg = getattr(m, "config", None)
+    size, patch = getattr(cfg, "image_size", None), getattr(cfg, "patch_size", None)
+    if isinstance(size, int) and isinstance(patch, int) and patch > 0:
+        return TokenReshape(grid=(size // patch, size // patch), num_prefix_tokens=1)
+    return TokenReshape(num_prefix_tokens=1)
+
+
+HF_VISION_TOWER = Family(
+    name="HuggingFace CLIP / SigLIP-style vision towers",
+    classes=("CLIPVisionTransformer",),
+    structure=lambda m: _has(m, "embeddings", "encoder.layers", "post_layernorm")
+    and _has(m, "encoder.layers[-1].layer_norm1"),
+    layer=lambda m: "encoder.layers[-1].layer_norm1",
+    why="first norm of the last encoder layer: its patch tokens still reach the pooled class token",
+    reshape=_hf_vit_tokens,
+    examples=("transformers.CLIPModel",),
+)
+
+TASK_FAMILIES: tuple[Family, ...] = (DETECTOR, SEGMENTER, HF_VISION_TOWER)
 """Families of models for tasks beyond classification (documented in ``docs/tasks.md``); they are
 tried before :data:`FAMILIES`."""
 
