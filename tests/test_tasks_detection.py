@@ -8,6 +8,8 @@ model runs with no layer given and is left as found.
 from __future__ import annotations
 
 import math
+
+import numpy as np
 from collections import OrderedDict
 
 import pytest
@@ -17,7 +19,7 @@ from torch import nn
 
 from camlens import AblationCAM, EigenCAM, GradCAM, ScoreCAM
 from camlens.engine import Engine
-from camlens.errors import LayerOutputError, ModelOutputError, ReshapeError, TargetError
+from camlens.errors import InputShapeError, LayerOutputError, ModelOutputError, ReshapeError, TargetError
 from camlens.layers import auto_target_layers
 from camlens.reshape import FPNLevel, FPNReshape, fasterrcnn_reshape_transform
 from camlens.targets import (
@@ -99,7 +101,7 @@ def test_box_score_target_by_hand():
     assert math.isclose(float(target(out).detach()), 1.9 + 1.7 + 0.8 + 0.8, rel_tol=1e-6)
     strict = BoxScoreTarget([1], [[1, 1, 3, 3.5]], iou_threshold=0.9)
     none = strict(out)
-    assert float(none) == 0.0 and none.requires_grad  # no match: zero, but still on the graph
+    assert float(none.detach()) == 0.0 and none.requires_grad  # no match: zero, but still on the graph
     wrong_label = BoxScoreTarget([3], [[0, 0, 2, 2]])
     assert float(wrong_label(out)) == 0.0
     value = BoxScoreTarget([1], [[0, 0, 2, 2]])(out)
@@ -231,7 +233,7 @@ DETECTORS = [
     ("fasterrcnn_resnet50_fpn", {"box_score_thresh": 0.0}, False),
     ("retinanet_resnet50_fpn", {"score_thresh": 0.0}, False),
     ("fcos_resnet50_fpn", {"score_thresh": 0.0}, False),
-    ("maskrcnn_resnet50_fpn", {"box_score_thresh": 0.0}, False),
+    ("maskrcnn_resnet50_fpn", {"box_score_thresh": 0.0}, True),
     ("fasterrcnn_resnet50_fpn_v2", {"box_score_thresh": 0.0}, True),
     ("retinanet_resnet50_fpn_v2", {"score_thresh": 0.0}, True),
     ("ssd300_vgg16", {"score_thresh": 0.0}, True),
@@ -273,3 +275,32 @@ def test_ablationcam_on_torchvision_detector_level():
     cam = AblationCAM(model, "backbone", reshape_transform=FPNLevel("0"), progress=False, batch_size=64)
     raw = cam.explain(x, [target]).layer_maps[0]
     assert torch.isfinite(raw).all() and float(raw.std()) > 0
+
+
+# ---------------------------------------------------------------------- overlay and CLI
+def test_draw_detections_draws_each_box_in_its_label_colour():
+    from camlens.image import _box_colour, draw_detections
+
+    img = np.zeros((32, 32, 3), dtype=np.uint8)
+    out = draw_detections(img, torch.tensor([[4.0, 20.0, 12.0, 28.0], [16.0, 16.0, 30.0, 30.0]]), [1, 2], [0.9, 0.5], width=1)
+    assert tuple(out[24, 4]) == _box_colour(1) and tuple(out[24, 30]) == _box_colour(2)
+    assert tuple(out[24, 8]) == (0, 0, 0)  # inside a box: untouched
+    assert out.dtype == np.uint8 and img.sum() == 0  # the input is not changed
+    with pytest.raises(InputShapeError, match="2 boxes but 1 labels"):
+        draw_detections(img, np.zeros((2, 4)), [1])
+
+
+def test_cli_explain_task_detection_and_segmentation(tmp_path):
+    from PIL import Image
+
+    from camlens.app.cli import main
+
+    path = tmp_path / "img.png"
+    Image.fromarray((np.random.default_rng(0).random((48, 48, 3)) * 255).astype(np.uint8)).save(path)
+    det = ["--task", "detection", "--model", "fasterrcnn_mobilenet_v3_large_fpn", "--score-threshold", "0.0"]
+    assert main(["explain", str(path), *det, "--weights", "none", "-m", "eigencam", "-o", str(tmp_path / "d"), "--device", "cpu"]) == 0
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["img_eigencam_cam.npy", "img_eigencam_cam.png"]
+    seg = ["--task", "segmentation", "--model", "lraspp_mobilenet_v3_large", "--target-category", "2"]
+    assert main(["explain", str(path), *seg, "--weights", "none", "-o", str(tmp_path / "s"), "--device", "cpu"]) == 0
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["img_c2_gradcam_cam.npy", "img_c2_gradcam_cam.png"]
+    assert main(["explain", str(path), "--task", "detection", "--model", "resnet18", "--weights", "none", "-o", str(tmp_path / "x")]) != 0
