@@ -19,6 +19,11 @@ from testnets import SmallCNN, hooks_of
 METHODS = available_methods()
 
 
+def build_model(name: str) -> nn.Module:
+    """The method's contract model (``model`` in contract_setup), SmallCNN by default."""
+    return settings(name).get("model", SmallCNN)()
+
+
 def make(name: str, model: nn.Module, **kw):
     conf = settings(name)
     layers = conf["layers"](model) if "layers" in conf else [model.block]
@@ -31,6 +36,12 @@ def method(request) -> str:
     if reason:
         pytest.skip(f"{request.param}: {reason}")
     return request.param
+
+
+@pytest.fixture
+def small_cnn(method) -> nn.Module:
+    """The model each contract test runs on (SmallCNN unless contract_setup names another), in eval mode."""
+    return build_model(method).eval()
 
 
 def test_registry_is_not_empty_and_exports_classes():
@@ -75,10 +86,10 @@ def test_deterministic(method, small_cnn, image_batch):
 
 
 def test_model_state_left_as_found(method, image_batch):
-    model = SmallCNN()
+    model = build_model(method)
     model.train()
-    model.stem.eval()  # mixed flags must come back exactly
-    model.fc.weight.requires_grad_(False)
+    next(iter(model.children())).eval()  # mixed flags must come back exactly (SmallCNN: stem)
+    list(model.parameters())[-2].requires_grad_(False)  # SmallCNN: fc.weight
     grads = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
@@ -87,7 +98,7 @@ def test_model_state_left_as_found(method, image_batch):
     flags = [m.training for m in model.modules()]
     req = [p.requires_grad for p in model.parameters()]
     state = copy.deepcopy(model.state_dict())
-    user_hook = model.block.register_forward_hook(lambda *a: None)
+    user_hook = list(model.children())[1].register_forward_hook(lambda *a: None)  # SmallCNN: block
     before = hooks_of(model)
     make(method, model)(input_tensor=image_batch)
     assert hooks_of(model) == before
@@ -104,7 +115,7 @@ def test_model_state_left_as_found(method, image_batch):
 
 
 def test_no_hooks_left_after_raising_target(method, image_batch):
-    model = SmallCNN()
+    model = build_model(method)
     model.train()
     before = hooks_of(model)
 
@@ -118,7 +129,7 @@ def test_no_hooks_left_after_raising_target(method, image_batch):
 
 
 def test_no_hooks_left_after_raising_model(method, image_batch):
-    model = SmallCNN()
+    model = build_model(method)
     before = hooks_of(model)
     with pytest.raises(RuntimeError):
         make(method, model)(input_tensor=image_batch[:, :2])  # wrong channel count: the conv raises
@@ -150,7 +161,7 @@ def test_several_layers(method, small_cnn, image_batch):
         model=small_cnn, target_layers=conf.get("several_layers", ["stem", "block"]), progress=False, **conf.get("kwargs", {})
     )
     exp = cam.explain(image_batch, target_category=0)
-    assert [m.shape for m in exp.layer_maps] == [(4, 16, 16), (4, 8, 8)]
+    assert [m.shape for m in exp.layer_maps] == conf.get("several_layer_shapes", [(4, 16, 16), (4, 8, 8)])
     assert exp.cam.shape == (4, 16, 16)
     assert float(exp.cam.min()) >= 0 and float(exp.cam.max()) == pytest.approx(1.0)
 
@@ -161,18 +172,19 @@ def test_no_memory_growth_across_calls(method, small_cnn, image_batch):
 
     cam = make(method, small_cnn)
     refs = []
-    orig = small_cnn.block.forward
+    spied = list(small_cnn.children())[1]  # SmallCNN: block
+    orig = spied.forward
 
     def spy(x):
         out = orig(x)
         refs.append(weakref.ref(out))
         return out
 
-    small_cnn.block.forward = spy
+    spied.forward = spy
     try:
         for _ in range(3):
             cam(image_batch, 1)
     finally:
-        del small_cnn.block.forward
+        del spied.forward
     gc.collect()
     assert refs and all(r() is None for r in refs), "activations outlived the call"

@@ -44,7 +44,12 @@ def test_colormap_by_name_object_and_opencv_int():
 
     mask = np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4)
     np.testing.assert_array_equal(apply_colormap(mask, "viridis"), apply_colormap(mask, matplotlib.colormaps["viridis"]))
-    np.testing.assert_array_equal(apply_colormap(mask, 2), apply_colormap(mask, "jet"))  # cv2.COLORMAP_JET
+    # cv2.COLORMAP_JET uses OpenCV's own table (matplotlib's "jet" has other knots); other ints map by name
+    from camlens.image import opencv_jet
+
+    levels = np.rint(mask * 255).astype(np.uint8)
+    np.testing.assert_array_equal(apply_colormap(mask, 2), opencv_jet()[levels].astype(np.float32) / 255)
+    np.testing.assert_array_equal(apply_colormap(mask, 20), apply_colormap(mask, "turbo"))  # cv2.COLORMAP_TURBO
     img = np.zeros((3, 4, 3), dtype=np.float32)
     assert show_cam_on_image(img, mask, colormap="magma", image_weight=0.0).shape == (3, 4, 3)
 

@@ -28,6 +28,17 @@ tv = pytest.importorskip("torchvision")
 # Multi-pass methods score hundreds of perturbed inputs per image: too slow for a matrix.
 METHODS = [m for m in available_methods() if get_method(m).uses_gradients or m == "eigencam"]
 METHODS = [m for m in METHODS if not get_method(m).multi_pass]
+# LeGrad explains vision transformers only: run on the ViT/DeiT builders below (_check_legrad).
+METHODS = [m for m in METHODS if m != "legrad"]
+
+
+def _check_legrad(model: nn.Module, x: torch.Tensor, label: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CamLensWarning)  # the default readout reproduces the model's output
+        exp = get_method("legrad")(model).explain(x)
+    out, raw = exp.numpy(), exp.layer_maps[-1]
+    assert np.isfinite(out).all() and out.min() >= 0 and out.max() == pytest.approx(1.0), label
+    assert raw.shape[-2:] == (4, 4) and float(raw.std()) > 0, (label, raw.shape)
 
 
 def _vit_name(layers: int) -> str:
@@ -141,6 +152,8 @@ def test_torchvision_builder(name: str) -> None:
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))
     blank = _check_methods(model, x, name)
     assert len(blank) < len(METHODS) // 2, f"{name}: most maps blank ({blank})"
+    if name.startswith("vit_"):
+        _check_legrad(model, x, name)
 
 
 # (model name, create_model kwargs, input size, expected layer, expected prefix tokens or None)
@@ -189,6 +202,8 @@ def test_timm_model(name: str, kwargs: dict, size: int, layer: str, prefix: int 
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))
     blank = _check_methods(model, x, name)
     assert len(blank) < len(METHODS) // 2, f"{name}: most maps blank ({blank})"
+    if prefix is not None:  # ViT / DeiT
+        _check_legrad(model, x, name)
 
 
 def test_default_run_covers_every_family() -> None:

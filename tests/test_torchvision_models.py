@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 import torchvision
 
-from camlens import available_methods, get_method
+from camlens import CamLensWarning, available_methods, get_method
 from camlens.targets import SemanticSegmentationTarget
 
 ARCHS = {
@@ -19,7 +21,8 @@ ARCHS = {
     "efficientnet_b0": "features[-1]",
     "convnext_tiny": "features[-1]",
 }
-FAST = [m for m in available_methods() if not get_method(m).multi_pass]
+# LeGrad explains vision transformers only (tests/methods/test_legrad.py, tests/test_model_matrix.py).
+FAST = [m for m in available_methods() if not get_method(m).multi_pass and m != "legrad"]
 
 
 @pytest.fixture(scope="module", params=list(ARCHS))
@@ -33,15 +36,21 @@ def test_every_fast_method_runs(arch):
     name, model = arch
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     for method in FAST:
-        exp = get_method(method)(model, ARCHS[name]).explain(x, target_category=[1, 7])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CamLensWarning)
+            exp = get_method(method)(model, ARCHS[name]).explain(x, target_category=[1, 7])
         out = exp.numpy()
         assert out.shape == (2, 64, 64), method
         assert np.isfinite(out).all(), method
         assert out.min() >= 0 and out.max() <= 1, method
         # Random weights may leave no positive evidence (a legitimately all-zero map after ReLU),
-        # but the raw signed map at layer resolution must carry spatial structure.
+        # but the raw signed map at layer resolution must carry spatial structure, unless the method
+        # said why it cannot (FEM's 2-sigma threshold on 2x2 maps; KPCA-CAM's kernel on the ~1e-8
+        # activations of a randomly initialised efficientnet / mobilenet).
         raw = exp.layer_maps[0].flatten(1)
-        assert bool((raw.std(dim=1) > 0).all()), f"{name}/{method}: constant raw map"
+        if not bool((raw.std(dim=1) > 0).all()):
+            blank = [w for w in caught if issubclass(w.category, CamLensWarning) and "blank" in str(w.message)]
+            assert blank, f"{name}/{method}: constant raw map without a warning"
 
 
 def test_segmentation_model_with_mask_target():

@@ -1,9 +1,14 @@
 """camlens: Class Activation Maps for PyTorch vision models.
 
+>>> import torch, torchvision
 >>> from camlens import GradCAM
 >>> from camlens.targets import ClassifierOutputTarget
->>> cam = GradCAM(model=model, target_layers=[model.layer4[-1]])          # doctest: +SKIP
->>> maps = cam(input_tensor=batch, targets=[ClassifierOutputTarget(281)])  # doctest: +SKIP
+>>> model = torchvision.models.resnet18(weights=None).eval()
+>>> batch = torch.rand(2, 3, 64, 64)
+>>> cam = GradCAM(model=model, target_layers=[model.layer4[-1]])
+>>> maps = cam(input_tensor=batch, targets=[ClassifierOutputTarget(281)] * len(batch))
+>>> maps.shape, maps.dtype
+((2, 64, 64), dtype('float32'))
 """
 
 from .engine import default_output_adapter

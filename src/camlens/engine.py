@@ -293,7 +293,7 @@ class Capture:
     outputs: Any
     """The adapted model output ``(N, ...)`` (or a list of ``N`` per-image outputs, e.g. detections)."""
     scores: torch.Tensor
-    """The target score of each image ``(N,)``."""
+    """The target score of each image ``(N,)``, float32 (float64 for a float64 model)."""
     targets: list[TargetFn]
     """The target of each image (resolved from ``target_category`` when not given)."""
     activations: list[Activation]
@@ -419,7 +419,7 @@ class Engine:
                     gradients = self._gradients(scores, activations)
         return Capture(
             outputs=detach_outputs(outputs),
-            scores=scores.detach(),
+            scores=scores.detach().to(torch.promote_types(scores.dtype, torch.float32)),  # autocast, half: float32
             targets=list(targets),
             activations=[detach_outputs(a) for a in activations],
             gradients=gradients,

@@ -5,9 +5,16 @@ An interrupted write (Ctrl-C, a full disk, an exception while encoding) leaves t
 Windows when both names are in one folder. Errors of the file system become
 :class:`~camlens.errors.OutputError` (an ``OSError``) naming the file and the reason.
 
->>> import numpy as np
->>> with atomic_path("map.npy") as tmp:            # doctest: +SKIP
-...     np.save(tmp, np.zeros((7, 7)))
+Example::
+
+    import tempfile
+    from pathlib import Path
+    from camlens.files import atomic_path
+
+    target = Path(tempfile.mkdtemp()) / "map.npy"
+    with atomic_path(target) as tmp:      # written to a temporary name, renamed on success
+        np.save(tmp, np.zeros((7, 7)))
+    assert target.exists()
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from torch.overrides import TorchFunctionMode
 
 from .engine import Engine, OutputAdapter
 from .errors import InputShapeError, InputTypeError
-from .hooks import eval_mode
+from .hooks import eval_mode, unwrap_model
 from .targets import TargetFn, score_targets, targets_from_categories
 
 __all__ = ["GuidedBackprop", "GuidedBackpropReLUModel", "guided_gradcam"]
@@ -118,7 +118,7 @@ class GuidedBackprop:
         follows the model's device."""
         if not isinstance(model, nn.Module):
             raise InputTypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-        self.model = model
+        self.model = model = unwrap_model(model)  # compiled / DataParallel / DDP: the eager original
         self.engine = Engine(model, [], output_adapter)
 
     def explain(

@@ -1,7 +1,8 @@
 """The only place where camlens touches a model's hooks and flags.
 
 * :func:`resolve_layers` turns modules or dotted names (``"layer4.2"``, ``"layer4[-1]"``) into
-  ``(name, module)`` pairs, with close-match suggestions on a typo.
+  ``(name, module)`` pairs, with close-match suggestions on a typo. Names are those of the
+  original module also on wrapped models (see :func:`unwrap_model`).
 * :class:`HookSet` registers hooks that live for one ``with`` block and are removed in ``finally``.
 * :func:`eval_mode` runs the model in eval mode and restores every module's own flag afterwards,
   holding the model's lock (:func:`model_lock`) for the whole block: camlens calls on one model from
@@ -33,6 +34,7 @@ __all__ = [
     "resolve_layers",
     "find_submodule",
     "layer_name",
+    "unwrap_model",
     "HookSet",
     "eval_mode",
     "model_lock",
@@ -41,6 +43,46 @@ __all__ = [
 ]
 
 _INDEX = re.compile(r"^([^\[\]]*)((?:\[-?\d+\])*)$")
+
+
+# Wrappers whose inner module holds the real layers: class name -> attribute of the inner module.
+_WRAPPERS = {
+    "OptimizedModule": "_orig_mod",  # torch.compile
+    "DataParallel": "module",
+    "DistributedDataParallel": "module",
+    "FullyShardedDataParallel": "_fsdp_wrapped_module",
+}
+# Wrappers that compute exactly what their inner module computes on this process; explaining
+# the inner module avoids a recompilation (compile), replicas (DataParallel) and collectives (DDP).
+# FSDP is not among them: its inner module holds sharded parameters, only the wrapper can run it.
+_EAGER_EQUIVALENT = ("OptimizedModule", "DataParallel", "DistributedDataParallel")
+
+
+def _inner(module: Any) -> nn.Module | None:
+    """The module a known wrapper wraps, or ``None`` when ``module`` is no known wrapper."""
+    attr = _WRAPPERS.get(type(module).__name__)
+    inner = module._modules.get(attr) if attr and isinstance(module, nn.Module) else None
+    return inner if isinstance(inner, nn.Module) else None
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The eager module inside ``torch.compile`` / ``DataParallel`` / ``DistributedDataParallel``
+    wrappers (any nesting), or ``model`` itself. FSDP is kept: only its wrapper can run it.
+
+    camlens explains the unwrapped module: the same weights, hence the same numbers, with hooks
+    that always fire and no recompilation, replica threads or collective calls.
+
+    Example::
+
+        from torch import nn
+        from camlens.hooks import unwrap_model
+
+        net = nn.Linear(2, 2)
+        assert unwrap_model(torch.compile(nn.DataParallel(net))) is net
+    """
+    while type(model).__name__ in _EAGER_EQUIVALENT and _inner(model) is not None:
+        model = _inner(model)  # type: ignore[assignment]
+    return model
 
 
 def layer_name(model: nn.Module, layer: nn.Module) -> str | None:
@@ -76,10 +118,15 @@ def _walk(model: nn.Module, parts: list[tuple[str, list[int]]]) -> Any:
     current: Any = model
     for attr, indices in parts:
         if attr:
+            # A name users know ('layer4') also works through wrappers ('_orig_mod.layer4', 'module.layer4').
+            while isinstance(current, nn.Module) and attr not in current._modules and _inner(current) is not None:
+                current = _inner(current)
             current = current._modules.get(attr) if isinstance(current, nn.Module) else None
             if current is None:
                 return None
         for idx in indices:
+            while _inner(current) is not None:
+                current = _inner(current)
             try:
                 current = current[idx]
             except (KeyError, IndexError, TypeError, AttributeError):
@@ -104,8 +151,8 @@ def _resolve_name(model: nn.Module, spec: str) -> nn.Module:
     module = _walk(model, parts)
     if module is None:
         raise LayerNotFoundError(
-            f"target layer {spec!r} is not in {type(model).__name__}; "
-            f"{_suggest(model, spec.replace('[', '.').replace(']', ''))}"
+            f"target layer {spec!r} is not in {type(unwrap_model(model)).__name__}; "
+            f"{_suggest(unwrap_model(model), spec.replace('[', '.').replace(']', ''))}"
         )
     if not isinstance(module, nn.Module):
         raise LayerNotFoundError(f"target layer {spec!r} names a {type(module).__name__}, not a module")
@@ -116,7 +163,9 @@ def resolve_layers(model: nn.Module, layers: LayerSpec | Sequence[LayerSpec]) ->
     """Resolve target layers to ``(dotted_name, module)`` pairs.
 
     ``layers`` may be one module, one name, or a sequence of either. Names accept dots and
-    Python-style indices: ``"layer4.2"``, ``"layer4[-1]"``, ``"features.28"``.
+    Python-style indices: ``"layer4.2"``, ``"layer4[-1]"``, ``"features.28"``. On a compiled or
+    ``DataParallel``/DDP/FSDP-wrapped model, names with and without the wrapper's prefix
+    (``"_orig_mod."``, ``"module."``) both work; returned names are relative to :func:`unwrap_model`.
     """
     if isinstance(layers, (nn.Module, str)):
         layers = [layers]
@@ -136,7 +185,8 @@ def resolve_layers(model: nn.Module, layers: LayerSpec | Sequence[LayerSpec]) ->
             raise InputTypeError(
                 f"target layer must be an nn.Module or a dotted name string; got {type(spec).__name__}"
             )
-        name = layer_name(model, module)
+        name = layer_name(unwrap_model(model), module)
+        name = layer_name(model, module) if name is None else name
         if name is None:
             raise LayerNotFoundError(
                 f"target layer {type(module).__name__} is not a submodule of {type(model).__name__}; "

@@ -16,7 +16,9 @@ from .errors import ArgumentError, CamLensError, FileFormatError, InputShapeErro
 
 __all__ = [
     "show_cam_on_image",
+    "show_factorization_on_image",
     "apply_colormap",
+    "opencv_jet",
     "preprocess_image",
     "deprocess_image",
     "scale_cam_image",
@@ -24,6 +26,9 @@ __all__ = [
     "save_image",
     "resize_and_crop",
     "draw_detections",
+    "show_maps",
+    "maps_figure",
+    "figure_png",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
 ]
@@ -45,23 +50,40 @@ def _to_numpy(a: Any) -> np.ndarray:
     return np.asarray(a)
 
 
+def opencv_jet() -> np.ndarray:
+    """OpenCV's ``COLORMAP_JET`` lookup table as uint8 RGB ``(256, 3)``, without OpenCV.
+
+    The classic piecewise-linear jet: for ``x = i / 255``, ``red = clip(1.5 - |4x - 3|)``,
+    ``green = clip(1.5 - |4x - 2|)``, ``blue = clip(1.5 - |4x - 1|)``, rounded to 8 bits. It is
+    within one level of ``cv2.applyColorMap`` everywhere (matplotlib's ``"jet"``, whose knots
+    differ, is up to 17 levels away).
+    """
+    x = np.arange(256, dtype=np.float64)[:, None] / 255.0
+    rgb = np.clip(1.5 - np.abs(4.0 * x - np.array([3.0, 2.0, 1.0])), 0.0, 1.0)
+    return np.rint(rgb * 255.0).astype(np.uint8)
+
+
 def apply_colormap(mask: Any, colormap: Any = "jet") -> np.ndarray:
     """Colour a ``(H, W)`` map in ``[0, 1]`` -> float RGB ``(H, W, 3)`` in ``[0, 1]``.
 
-    ``colormap`` is a matplotlib colour-map name or object, or an OpenCV ``cv2.COLORMAP_*`` int.
+    ``colormap`` is a matplotlib colour-map name or object, or an OpenCV ``cv2.COLORMAP_*`` int
+    (``cv2.COLORMAP_JET`` = 2 uses OpenCV's own table, :func:`opencv_jet`; the other ints use the
+    matplotlib map of the same name).
     """
     import matplotlib
 
     mask = _to_numpy(mask).astype(np.float32)
     if mask.ndim != 2:
         raise InputShapeError(f"mask must be a 2-D (H, W) map; got shape {mask.shape}")
+    levels = np.clip(np.rint(np.nan_to_num(mask) * 255), 0, 255).astype(np.uint8)
+    if isinstance(colormap, (int, np.integer)) and int(colormap) == 2:
+        return opencv_jet()[levels].astype(np.float32) / 255.0
     if isinstance(colormap, (int, np.integer)):
         if int(colormap) not in _OPENCV_COLORMAPS:
             raise ArgumentError(f"OpenCV colour map {colormap} has no matplotlib equivalent; pass a matplotlib name")
         colormap = _OPENCV_COLORMAPS[int(colormap)]
     cmap = matplotlib.colormaps[colormap] if isinstance(colormap, str) else colormap
-    # Quantise to 256 levels like an 8-bit lookup table, so results match uint8 colour maps.
-    levels = np.clip(np.rint(np.nan_to_num(mask) * 255), 0, 255).astype(np.uint8)
+    # Quantised to 256 levels (above) like an 8-bit lookup table, so results match uint8 colour maps.
     return cmap(levels)[..., :3].astype(np.float32)
 
 
@@ -107,14 +129,114 @@ def show_cam_on_image(
     return np.uint8(np.clip(np.rint(255 * cam), 0, 255))
 
 
+def show_factorization_on_image(
+    img: np.ndarray,
+    maps: Any,
+    labels: Sequence[str] | None = None,
+    colors: Sequence[Any] | None = None,
+    image_weight: float = 0.5,
+    legend: bool = True,
+) -> np.ndarray:
+    """Draw every concept of a factorisation in its own colour over an image; returns uint8 RGB.
+
+    Each pixel takes the colour of its dominant concept (``argmax`` over ``maps``), scaled by that
+    concept's strength, blended as ``image_weight * img + (1 - image_weight) * colours``. With
+    ``legend`` a panel on the right lists every concept's colour and label (``labels``, default
+    ``"concept j"``), so the result is wider than the image; without it the result is ``(H, W, 3)``.
+
+    Args:
+        img: float RGB image ``(H, W, 3)`` in ``[0, 1]``.
+        maps: ``(k, H, W)`` concept strengths in ``[0, 1]``, e.g. ``Factorization.maps[i]`` of
+            :meth:`camlens.DeepFeatureFactorization.factorize`.
+        labels: one legend line per concept, e.g. ``Factorization.labels(categories)``.
+        colors: one matplotlib colour per concept (default: evenly spaced hues of "gist_rainbow").
+        image_weight: weight of the image in the blend.
+
+    Example::
+
+        from camlens.image import show_factorization_on_image
+
+        fac = DeepFeatureFactorization(model, "layer4", head="fc", n_components=2).factorize(x)
+        img = np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)   # the photo x shows
+        overlay = show_factorization_on_image(img, fac.maps[0], fac.labels())   # uint8, legend on the right
+    """
+    import matplotlib
+    from matplotlib.colors import to_rgb
+
+    img = _to_numpy(img).astype(np.float32)
+    maps = _to_numpy(maps).astype(np.float32)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise InputShapeError(f"img must be (H, W, 3); got shape {img.shape}")
+    if maps.ndim != 3 or maps.shape[1:] != img.shape[:2]:
+        raise InputShapeError(
+            f"maps must be (k, H, W) with (H, W) = the image's {img.shape[:2]}; got shape {maps.shape} "
+            "(pass one image's maps, e.g. factorization.maps[0])"
+        )
+    if img.max() > 1.0 + 1e-6 or img.min() < -1e-6:
+        raise InputTypeError(
+            f"img must be float in [0, 1]; got values in [{img.min():.3g}, {img.max():.3g}] (divide a uint8 image by 255)"
+        )
+    if not 0.0 <= image_weight <= 1.0:
+        raise ArgumentError(f"image_weight must be in [0, 1]; got {image_weight}")
+    k = maps.shape[0]
+    if labels is not None and len(labels) != k:
+        raise ArgumentError(f"got {len(labels)} labels for {k} concepts; pass one label per concept")
+    if colors is None:
+        cmap = matplotlib.colormaps["gist_rainbow"]
+        colors = [cmap(j / k) for j in range(k)]
+    if len(colors) != k:
+        raise ArgumentError(f"got {len(colors)} colours for {k} concepts; pass one colour per concept")
+    palette = np.array([to_rgb(c) for c in colors], dtype=np.float32)  # (k, 3)
+    maps = np.clip(np.nan_to_num(maps), 0.0, 1.0)
+    dominant = maps.argmax(axis=0)
+    strength = maps.max(axis=0)
+    painted = palette[dominant] * strength[..., None]
+    out = np.uint8(np.clip(np.rint(255 * (image_weight * img + (1.0 - image_weight) * painted)), 0, 255))
+    if not legend:
+        return out
+    return _with_legend(out, palette, list(labels) if labels is not None else [f"concept {j + 1}" for j in range(k)])
+
+
+def _with_legend(image: np.ndarray, palette: np.ndarray, labels: list[str]) -> np.ndarray:
+    """``image`` with a legend panel (colour patch + label per concept) rendered to its right."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    h, w = image.shape[:2]
+    dpi = 100
+    panel = max(2.5, 0.08 * max(len(t) for t in labels)) if labels else 2.5
+    fig = Figure(figsize=(w / dpi + panel, max(h / dpi, 0.3 * len(labels) + 0.4)), dpi=dpi)
+    FigureCanvasAgg(fig)
+    width = w / dpi + panel
+    ax = fig.add_axes((0, 0, (w / dpi) / width, 1))
+    ax.imshow(image, interpolation="nearest")
+    ax.set_axis_off()
+    handles = [Patch(facecolor=tuple(c), label=t) for c, t in zip(palette, labels)]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=((w / dpi) / width, 0.5), frameon=False, fontsize=9)
+    fig.canvas.draw()
+    rgba = np.asarray(fig.canvas.buffer_rgba())
+    return np.ascontiguousarray(rgba[..., :3])
+
+
 def preprocess_image(
     img: np.ndarray,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
 ) -> torch.Tensor:
-    """Float RGB ``(H, W, 3)`` (or a batch ``(N, H, W, 3)``) in ``[0, 1]`` -> normalised
-    ``(x - mean) / std`` tensor ``(1, 3, H, W)`` (or ``(N, 3, H, W)``)."""
-    arr = _to_numpy(img).astype(np.float32)
+    """RGB ``(H, W, 3)`` (or a batch ``(N, H, W, 3)``) -> normalised ``(x - mean) / std`` tensor
+    ``(1, 3, H, W)`` (or ``(N, 3, H, W)``). Float images are taken to be in ``[0, 1]``; a uint8
+    image is scaled to ``[0, 1]`` first (as torchvision's ``ToTensor``); other integer types are
+    refused (their range is ambiguous)."""
+    arr = _to_numpy(img)
+    if arr.dtype == np.uint8:
+        arr = arr.astype(np.float32) / 255.0
+    elif not np.issubdtype(arr.dtype, np.floating):
+        raise InputTypeError(
+            f"preprocess_image takes a float image in [0, 1] or a uint8 image; got dtype {arr.dtype} "
+            "(scale it to [0, 1] floats first, e.g. img / img.max() for 16-bit data)"
+        )
+    arr = arr.astype(np.float32)
     if arr.ndim == 3:
         arr = arr[None]
     if arr.ndim != 4 or arr.shape[3] != 3:
@@ -270,9 +392,18 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndar
     ranges raise :class:`~camlens.errors.FileFormatError`; a missing file
     :class:`~camlens.errors.MissingFileError`.
 
-    >>> img = load_image("scan_16bit.png")     # doctest: +SKIP
-    >>> img.dtype, float(img.max()) <= 1.0      # doctest: +SKIP
-    (dtype('float32'), True)
+    Example::
+
+        import tempfile
+        from pathlib import Path
+        from PIL import Image
+
+        from camlens.image import load_image
+
+        path = Path(tempfile.mkdtemp()) / "scan_16bit.png"
+        Image.fromarray(np.full((4, 4), 65535, dtype=np.uint16)).save(path)   # a 16-bit PNG
+        img = load_image(path)
+        assert img.shape == (4, 4, 3) and img.dtype == np.float32 and float(img.max()) == 1.0
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -389,3 +520,149 @@ def draw_detections(
             draw.rectangle([x1, ty, x1 + (right - left) + 2, ty + (bottom - top) + 2], fill=colour)
             draw.text((x1 + 1, ty), text, fill=(0, 0, 0))
     return np.asarray(canvas, dtype=np.uint8).copy()
+# ---------------------------------------------------------------------- notebooks: maps beside images
+def _display_images(images: Any, n: int) -> list[np.ndarray | None]:
+    """``n`` float RGB ``(H, W, 3)`` images in ``[0, 1]`` for display, or ``None`` entries without images.
+
+    Takes ``(N, 3, H, W)`` tensors/arrays (channels first, as models take them) or ``(N, H, W, 3)``;
+    values outside ``[0, 1]`` (a normalised model input) are min-max rescaled per image for display.
+    """
+    if images is None:
+        return [None] * n
+    arr = _to_numpy(images).astype(np.float32)
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim == 4 and arr.shape[1] in (1, 3) and arr.shape[3] not in (1, 3):
+        arr = arr.transpose(0, 2, 3, 1)
+    if arr.ndim != 4 or arr.shape[3] not in (1, 3) or arr.shape[0] != n:
+        raise InputShapeError(
+            f"images must be {n} images (N, 3, H, W) or (N, H, W, 3) to match the maps; got shape {arr.shape}"
+        )
+    if arr.shape[3] == 1:
+        arr = np.repeat(arr, 3, axis=3)
+    out: list[np.ndarray | None] = []
+    for img in arr:
+        if img.min() < 0.0 or img.max() > 1.0:
+            span = float(img.max() - img.min())
+            img = (img - img.min()) / span if span > 0 else np.zeros_like(img)
+        out.append(img)
+    return out
+
+
+def _map_columns(maps: Any) -> tuple[list[np.ndarray], list[str], list[str] | None]:
+    """``(columns of (N, H, W) maps in [0, 1], column titles, per-image target labels or None)``."""
+    if hasattr(maps, "cam") and hasattr(maps, "layer_maps"):  # an Explanation
+        from . import postprocess as pp
+
+        size = tuple(maps.cam.shape[-2:])
+        cols = [_to_numpy(maps.cam)]
+        names = list(getattr(maps, "layer_names", []) or [])
+        titles = ["CAM" + (" (layers combined)" if len(maps.layer_maps) > 1 else "")]
+        if len(maps.layer_maps) > 1:
+            for i, raw in enumerate(maps.layer_maps):
+                m = pp.minmax_normalize(pp.upsample(pp.relu(raw.detach().float()), size))
+                cols.append(_to_numpy(m))
+                titles.append(names[i] if i < len(names) else f"layer {i}")
+        elif names:
+            titles[0] = f"CAM at {names[0]}"
+        labels = [_target_label(t) for t in maps.targets]
+        return cols, titles, labels
+    if isinstance(maps, dict):
+        return [_to_numpy(v) for v in maps.values()], [str(k) for k in maps], None
+    if isinstance(maps, (list, tuple)):
+        return [_to_numpy(v) for v in maps], [f"map {i}" for i in range(len(maps))], None
+    return [_to_numpy(maps)], ["CAM"], None
+
+
+def _target_label(target: Any) -> str:
+    category = getattr(target, "category", None)
+    if isinstance(category, (int, np.integer)):
+        return f"class {int(category)}"
+    return type(target).__name__
+
+
+def maps_figure(
+    maps: Any,
+    images: Any = None,
+    *,
+    max_images: int = 8,
+    colormap: Any = "jet",
+    image_weight: float = 0.5,
+    cell: float = 2.0,
+) -> Any:
+    """A matplotlib ``Figure``: one row per image, the image first, then each map laid over it.
+
+    Args:
+        maps: an :class:`~camlens.Explanation` (its CAM and, for several layers, each layer's map),
+            one ``(N, H, W)`` map batch (tensor or array), a list of them, or a dict
+            ``{title: maps}`` (e.g. one entry per method).
+        images: the batch the maps explain, ``(N, 3, H, W)`` or ``(N, H, W, 3)``; normalised inputs
+            are rescaled to ``[0, 1]`` per image for display. ``None``: maps alone, as heat maps.
+        max_images: rows shown at most (the first images of the batch).
+        colormap, image_weight: as :func:`show_cam_on_image`.
+        cell: size of one panel in inches.
+
+    The figure is built without ``pyplot`` (no global state); a notebook shows it when it is the
+    cell's value. Needs matplotlib (``camlens[image]``).
+    """
+    from matplotlib.figure import Figure
+
+    cols, titles, labels = _map_columns(maps)
+    cols = [c[None] if c.ndim == 2 else c for c in cols]
+    n = cols[0].shape[0]
+    if any(c.ndim != 3 or c.shape[0] != n for c in cols):
+        raise InputShapeError(f"every map batch must be (N, H, W) with the same N; got {[c.shape for c in cols]}")
+    shown = min(n, max(1, int(max_images)))
+    imgs = _display_images(images, n)[:shown]
+    has_images = images is not None
+    ncols = len(cols) + int(has_images)
+    fig = Figure(figsize=(cell * ncols, cell * shown), layout="constrained")
+    axes = fig.subplots(shown, ncols, squeeze=False)
+    for r in range(shown):
+        row_label = f"image {r}" + (f": {labels[r]}" if labels else "")
+        if has_images:
+            axes[r, 0].imshow(imgs[r])
+            axes[r, 0].set_title("image" if r == 0 else "", fontsize=8)
+            axes[r, 0].set_ylabel(row_label, fontsize=8)
+        for j, col in enumerate(cols):
+            ax = axes[r, j + int(has_images)]
+            m = np.nan_to_num(col[r].astype(np.float32))
+            img = imgs[r]
+            if img is not None and img.shape[:2] == m.shape:
+                ax.imshow(show_cam_on_image(img, np.clip(m, 0, 1), use_rgb=True, colormap=colormap, image_weight=image_weight))
+            else:
+                ax.imshow(apply_colormap(np.clip(m, 0, 1), colormap))
+            if r == 0:
+                ax.set_title(titles[j], fontsize=8)
+            if j == 0 and not has_images:
+                ax.set_ylabel(row_label, fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if shown < n:
+        fig.suptitle(f"first {shown} of {n} images", fontsize=8)
+    return fig
+
+
+def show_maps(images: Any, maps: Any, **kwargs: Any) -> Any:
+    """Show ``maps`` beside a batch of ``images`` in one call (notebooks, scripts): returns the figure.
+
+    Same arguments as :func:`maps_figure` (``images`` first). Example::
+
+        exp = GradCAM(model, "layer4").explain(x)
+        show_maps(x, exp)                                       # image | CAM overlay, per row
+        show_maps(x, {"gradcam": a, "scorecam": b})             # one column per method
+    """
+    return maps_figure(maps, images, **kwargs)
+
+
+def figure_png(fig: Any, dpi: int = 80) -> bytes:
+    """PNG bytes of a matplotlib figure (Agg canvas, no pyplot)."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()

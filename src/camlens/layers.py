@@ -27,7 +27,7 @@ from torch import nn
 
 from .engine import default_output_adapter, model_device, model_dtype
 from .errors import CamLensError, LayerNotFoundError
-from .hooks import HookSet, eval_mode, find_submodule, resolve_layers
+from .hooks import HookSet, eval_mode, find_submodule, resolve_layers, unwrap_model
 from .reshape import ChannelsLast, FPNReshape, TokenReshape
 
 __all__ = [
@@ -521,9 +521,12 @@ def auto_target_layers(model: nn.Module, example_input: Optional[torch.Tensor] =
     Known families (:data:`FAMILIES`) need no forward pass; other models get one probe forward
     pass (see :func:`generic_target_layer`; ``example_input`` is used for it when given).
     Raises :class:`~camlens.errors.LayerNotFoundError` with a fix when no layer can be chosen.
+    A compiled or ``DataParallel``/DDP-wrapped model is looked at through its original module
+    (:func:`camlens.hooks.unwrap_model`): no compilation for the probe, names without prefixes.
     """
     if not isinstance(model, nn.Module):
         raise LayerNotFoundError(f"auto_target_layers needs an nn.Module; got {type(model).__name__}")
+    model = unwrap_model(model)
     found = detect_family(model)
     if found is not None:
         where = f" (found at {found.root_name!r}, a {type(found.root).__name__})" if found.root_name else ""
@@ -548,5 +551,5 @@ def reshape_transform_for(model: nn.Module) -> Callable[[torch.Tensor], torch.Te
 
     Looks at the model itself and at its submodules (a wrapped backbone is found too).
     """
-    found = detect_family(model)
+    found = detect_family(unwrap_model(model))
     return None if found is None else found.reshape_transform

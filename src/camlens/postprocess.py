@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .errors import ArgumentError
 
-__all__ = ["relu", "upsample", "minmax_normalize", "combine", "eigen_projection"]
+__all__ = ["relu", "upsample", "minmax_normalize", "combine", "eigen_projection", "align_sign"]
 
 
 def relu(maps: torch.Tensor) -> torch.Tensor:
@@ -96,9 +96,18 @@ def eigen_projection(maps: torch.Tensor) -> torch.Tensor:
     x = torch.nan_to_num(x - x.mean(dim=1, keepdim=True))
     with _single_lapack_thread(x.device):
         _, _, vh = torch.linalg.svd(x, full_matrices=False)
-    proj = (x @ vh[:, :1, :].transpose(1, 2))[..., 0]  # (N, hw)
-    reference = maps.float().sum(dim=1).reshape(n, h * w)
-    reference = reference - reference.mean(dim=1, keepdim=True)
-    sign = torch.sign((proj * reference).sum(dim=1, keepdim=True))
+    proj = (x @ vh[:, :1, :].transpose(1, 2))[..., 0]  # (N, hw), mean zero
+    return align_sign(proj, maps.float().sum(dim=1)).reshape(n, h, w)
+
+
+def align_sign(maps: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Flip each ``(N, ...)`` map whose centred values correlate negatively with ``reference``
+    (same shape), so that sign-ambiguous projections (PCA, kernel PCA) are never returned
+    inverted. A zero correlation keeps the map as it is."""
+    n = maps.shape[0]
+    m = maps.reshape(n, -1)
+    ref = reference.float().reshape(n, -1)
+    ref = ref - ref.mean(dim=1, keepdim=True)
+    sign = torch.sign(((m - m.mean(dim=1, keepdim=True)) * ref).sum(dim=1, keepdim=True))
     sign = torch.where(sign == 0, torch.ones_like(sign), sign)
-    return (proj * sign).reshape(n, h, w)
+    return (m * sign).reshape(maps.shape)

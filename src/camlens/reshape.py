@@ -388,13 +388,21 @@ class FPNReshape:
         size: the grid: ``None`` (default) the first level's (the finest FPN level), ``"coarsest"``
             the smallest level's, a level name for that level's grid, or an ``int`` / ``(h, w)``.
         levels: the level names to use (default: all, in the mapping's order).
+        absolute: take ``|level|`` first (pytorch-grad-cam's ``fasterrcnn_reshape_transform`` does,
+            with ``size="pool"``); it drops the gradients' signs, so it is off by default.
 
     Example::
 
         cam = GradCAM(fasterrcnn, "backbone", reshape_transform=FPNReshape())
     """
 
-    def __init__(self, size: Union[None, str, int, Sequence[int]] = None, levels: Optional[Sequence[str]] = None) -> None:
+    def __init__(
+        self,
+        size: Union[None, str, int, Sequence[int]] = None,
+        levels: Optional[Sequence[str]] = None,
+        *,
+        absolute: bool = False,
+    ) -> None:
         if size is not None and not isinstance(size, str):
             grid = _as_grid(size, "FPNReshape's size")
             if grid is None:
@@ -402,9 +410,10 @@ class FPNReshape:
             size = grid
         self.size = size
         self.levels = None if levels is None else [str(k) for k in levels]
+        self.absolute = bool(absolute)
 
     def __repr__(self) -> str:
-        return f"FPNReshape(size={self.size!r}, levels={self.levels!r})"
+        return f"FPNReshape(size={self.size!r}, levels={self.levels!r}, absolute={self.absolute})"
 
     def selected(self, x: object) -> "dict[str, torch.Tensor]":
         """The levels used, in order."""
@@ -432,6 +441,8 @@ class FPNReshape:
         h, w = self.grid(levels)
         out = []
         for v in levels.values():
+            if self.absolute:
+                v = v.abs()
             if tuple(v.shape[-2:]) != (h, w):
                 v = torch.nn.functional.interpolate(v, size=(h, w), mode="bilinear", align_corners=False)
             out.append(v)

@@ -59,6 +59,10 @@ def score_in_chunks(
 
     Example::
 
+        from camlens.scoring import score_in_chunks
+
+        masks = torch.rand(8, 1, 32, 32)          # 8 masked copies of the first image
+        x = x[:1]
         scores = score_in_chunks(model, len(masks), lambda r, out: out[:, 3],
                                  inputs=lambda r: x * masks[r], batch_size=32, device=x.device)
     """

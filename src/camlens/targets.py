@@ -236,13 +236,17 @@ class BoxScoreTarget(Target):
     A reference box with no match adds 0 (a zero that still carries the graph, so the map is blank,
     not an error). ``output`` is one image's detection dict (``boxes``, ``labels``, ``scores``).
 
+    ``match="any"`` is pytorch-grad-cam's rule instead: ``d*`` is the detection of highest IoU
+    whatever its label, counted only when its label is ``l_j`` and ``IoU > iou_threshold``
+    (strictly); a box then loses its match when a detection of another class overlaps it more.
+
     Example::
 
         target = BoxScoreTarget(labels=[3], boxes=[[10, 12, 40, 50]])
         maps = cam(x, targets=[target])
     """
 
-    def __init__(self, labels: Any, boxes: Any, iou_threshold: float = 0.5) -> None:
+    def __init__(self, labels: Any, boxes: Any, iou_threshold: float = 0.5, *, match: str = "label") -> None:
         labels_t = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
         boxes_t = torch.as_tensor(np.asarray(boxes) if not isinstance(boxes, torch.Tensor) else boxes)
         boxes_t = boxes_t.detach().float().reshape(-1, 4) if boxes_t.numel() else boxes_t.detach().float().reshape(0, 4)
@@ -253,7 +257,10 @@ class BoxScoreTarget(Target):
             )
         if not 0.0 <= float(iou_threshold) <= 1.0:
             raise TargetError(f"BoxScoreTarget's iou_threshold must be in [0, 1]; got {iou_threshold!r}")
+        if match not in ("label", "any"):
+            raise TargetError(f"BoxScoreTarget's match must be 'label' or 'any'; got {match!r}")
         self.labels, self.boxes, self.iou_threshold = labels_t, boxes_t, float(iou_threshold)
+        self.match = match
 
     def __repr__(self) -> str:
         return f"BoxScoreTarget({len(self.labels)} box(es), iou_threshold={self.iou_threshold})"
@@ -265,13 +272,13 @@ class BoxScoreTarget(Target):
             return total
         ref = self.boxes.to(device=boxes.device, dtype=boxes.dtype)
         ious = box_iou(ref, boxes)  # (R, D)
-        same = self.labels.to(labels.device)[:, None] == labels[None, :]
-        masked = torch.where(same, ious, torch.full_like(ious, -1.0))
-        best = masked.detach().argmax(dim=1)
+        same = self.labels.to(labels.device)[:, None] == labels[None, :].long()
         plain = ious.detach()
+        best = (plain if self.match == "any" else torch.where(same, plain, torch.full_like(plain, -1.0))).argmax(dim=1)
         for j in range(ref.shape[0]):
             d = int(best[j])
-            if bool(same[j, d]) and float(plain[j, d]) >= self.iou_threshold:
+            iou = float(plain[j, d])
+            if bool(same[j, d]) and (iou > self.iou_threshold if self.match == "any" else iou >= self.iou_threshold):
                 total = total + ious[j, d] + scores[d]
         return total
 

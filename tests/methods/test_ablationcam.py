@@ -246,7 +246,7 @@ def test_progress_bar_optional(monkeypatch, capsys):
     real_import = builtins.__import__
 
     def no_tqdm(name, *args, **kwargs):
-        if name == "tqdm":
+        if name == "tqdm" or name.startswith("tqdm."):
             raise ImportError("no tqdm")
         return real_import(name, *args, **kwargs)
 
@@ -256,6 +256,9 @@ def test_progress_bar_optional(monkeypatch, capsys):
     out = AblationCAM(model, "blocks.1", batch_size=2, progress=True)(x, 0)
     assert np.isfinite(out).all()
     monkeypatch.undo()
+    import camlens.progress
+
+    monkeypatch.setattr(camlens.progress, "_is_terminal", lambda stream: True)  # off a terminal: no bar
     AblationCAM(model, "blocks.1", batch_size=2, progress=True)(x, 0)
     assert "AblationCAM" in capsys.readouterr().err
     AblationCAM(model, "blocks.1", batch_size=2, progress=False)(x, 0)

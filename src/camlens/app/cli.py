@@ -28,6 +28,8 @@ from ..image import IMAGENET_MEAN, IMAGENET_STD, load_image
 from ..registry import available_methods, get_method
 from . import exitcodes
 from .options import device_arg, floats3, positive_int
+from .report import register_cli as register_report
+from .runs import register_cli as register_run
 
 __all__ = ["main", "build_parser"]
 
@@ -74,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--traceback", action="store_true", help="show the full traceback on errors (debugging)")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bars or progress lines (accepted anywhere on the line)"
+    )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     ex = sub.add_parser(
@@ -110,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=positive_int, default=16, metavar="N",
         help="images per forward pass, also masked inputs per pass for ScoreCAM/AblationCAM (default 16)",
     )
+    ex.add_argument(
+        "--components", type=positive_int, default=4, metavar="K",
+        help="concepts for --method dff (Deep Feature Factorization, default 4); also writes "
+        "IMAGE_dff_concepts.png: every concept in its own colour with a legend of its top classes",
+    )
     ex.add_argument("--output-dir", "-o", default="camlens-output", metavar="DIR", help="where files go (default camlens-output)")
     ex.add_argument("--no-guided", action="store_true", help="skip guided backprop and Guided Grad-CAM images")
     ex.add_argument(
@@ -139,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     de.set_defaults(func=cmd_demo)
 
     _add_evaluate(sub)
+    register_run(sub)
+    register_report(sub)
     return parser
 
 
@@ -228,6 +240,27 @@ def _class_label(index: int, categories: Sequence[str] | None) -> str:
     return str(index)
 
 
+def _method_options(cls: type, args: argparse.Namespace) -> dict[str, Any]:
+    """Constructor options a method takes from the command line (--components for DFF)."""
+    return {"n_components": args.components, "head": "auto"} if hasattr(cls, "factorize") else {}
+
+
+def _write_concepts(cam: Any, x: torch.Tensor, displays: list[np.ndarray], bases: list[Path],
+                    categories: Sequence[str] | None) -> list[Path]:
+    """Factorise the batch and write ``<base>_concepts.png`` per image (overlay + legend)."""
+    from ..image import save_image, show_factorization_on_image
+
+    fac = cam.factorize(x)
+    labels = [f"{j + 1}: {text}" for j, text in enumerate(fac.labels(categories))]
+    written = []
+    for k, (img, base) in enumerate(zip(displays, bases)):
+        path = Path(f"{base}_concepts.png")
+        save_image(path, show_factorization_on_image(img, fac.maps[k], labels=labels))
+        written.append(path)
+        print(f"{cam.name}: {fac.n_components} concepts -> {base}_concepts.png")
+    return written
+
+
 # ---------------------------------------------------------------------------- commands
 def cmd_methods(args: argparse.Namespace) -> int:
     """Print each registered method: name, what it computes, the paper."""
@@ -278,8 +311,16 @@ def cmd_explain(args: argparse.Namespace) -> int:
         _note("note: --weights none gives a randomly initialised model; its classes and maps mean nothing")
 
     layers: Any = args.target_layer if args.target_layer else zm.target_layer
+    if any(n.strip().lower() == "all" for n in args.method or []):  # 'all': the methods that apply to this model
+        explicit = {get_method(n) for n in args.method if n.strip().lower() != "all"}
+        for cls in list(methods):
+            reason = cls.unsupported_reason(model)
+            if reason and cls not in explicit:
+                methods.remove(cls)
+                _note(f"note: --method all skips {cls.name}: {reason}")
     cams = {
-        cls.name: cls(model, target_layers=layers, batch_size=args.batch_size, progress=True) for cls in methods
+        cls.name: cls(model, target_layers=layers, batch_size=args.batch_size, progress=True, **_method_options(cls, args))
+        for cls in methods
     }
     first = next(iter(cams.values()))
     layer_desc = ", ".join(first.target_layer_names)
@@ -338,6 +379,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
                         f"{name}: {args.images[i]} explains class {_class_label(tc[k], categories)} "
                         f"(p={float(probs[k, tc[k]]):.3f}) -> {base}_cam.png"
                     )
+                if hasattr(cam, "factorize"):  # DFF: the concepts with a legend
+                    written += _write_concepts(cam, x, [displays[i] for i in idx],
+                                               [out / f"{stems[i]}{suffix}_{name}" for i in idx], categories)
             for k, i in enumerate(idx):
                 title = f"{Path(args.images[i]).name}\n{_class_label(tc[k], categories)} p={float(probs[k, tc[k]]):.3f}"
                 grids[i].append(FigureRow(displays[i], title, row_maps[i]))
@@ -504,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     show_tb = "--traceback" in argv
+    quiet = "--quiet" in argv
+    argv = [a for a in argv if a != "--quiet"]  # accepted after the sub-command too
     try:
         parser = build_parser()
         try:
@@ -514,7 +560,10 @@ def main(argv: list[str] | None = None) -> int:
         if func is None:
             parser.print_help(sys.stderr)
             return exitcodes.USAGE_ERROR
-        return int(func(args) or exitcodes.OK)
+        from ..progress import silenced
+
+        with silenced(quiet):
+            return int(func(args) or exitcodes.OK)
     except KeyboardInterrupt as exc:
         _err(exitcodes.describe(exc))
         return exitcodes.INTERRUPTED

@@ -13,9 +13,18 @@ through resizing and cropping (:func:`camlens.image.resize_and_crop`). A malform
 :class:`~camlens.errors.FileFormatError` naming the file, the entry (JSON) or line (CSV), what was
 expected and what was found.
 
->>> from camlens.app.data import load_samples
->>> from camlens.app.zoo import Preprocessing
->>> samples = load_samples("images/", preprocessing=Preprocessing(256, 224))   # doctest: +SKIP
+Example::
+
+    import tempfile
+    from pathlib import Path
+    from PIL import Image
+    from camlens.app.data import load_samples
+    from camlens.app.zoo import Preprocessing
+
+    folder = Path(tempfile.mkdtemp())
+    Image.new("RGB", (40, 30), "red").save(folder / "a.png")
+    samples = load_samples(folder, preprocessing=Preprocessing(32, 24))
+    assert len(samples) == 1
 """
 
 from __future__ import annotations

@@ -13,9 +13,13 @@ Weights: ``"default"`` (the library's pretrained weights; torchvision and timm d
 their own cache the first time), ``"none"`` (random initialisation) or a path to a ``state_dict``
 file saved with ``torch.save(model.state_dict(), path)``.
 
+>>> import numpy as np
 >>> from camlens.app.zoo import load_model
->>> zm = load_model("efficientnet-lite0")                        # doctest: +SKIP
->>> display, x = zm.preprocessing.prepare(image)                  # doctest: +SKIP
+>>> zm = load_model("efficientnet-lite0")    # bundled weights: no download
+>>> image = np.random.default_rng(0).random((300, 400, 3))   # float RGB in [0, 1]
+>>> display, x = zm.preprocessing.prepare(image)
+>>> display.shape, tuple(x.shape)
+((224, 224, 3), (1, 3, 224, 224))
 """
 
 from __future__ import annotations

@@ -46,12 +46,14 @@ class AblationCAM(PerturbationCAM):
     Example::
 
         cam = AblationCAM(model, "layer4[-1]", batch_size=64)
-        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(281)])
+        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(281)] * len(x))
     """
 
     paper = "Desai & Ramaswamy, Ablation-CAM: Visual Explanations for Deep Convolutional Network via Gradient-free Localization, WACV 2020"
     summary = "channel weights = relative score drop when the channel is ablated (no gradients)"
     options: ClassVar[dict[str, Any]] = {"ablation_value": 0.0, "fast_path": True, "closed_form": True}
+    formula = r"w^c_k = \frac{y^c - y^c_{k}}{y^c}\;\;(y^c_k:\ \text{score with } A^k := 0),\qquad L^c = \operatorname{ReLU}\Big(\sum_k w^c_k A^k\Big)"
+    cost = "one forward pass, then per (image, channel) pair one run of only the layers after the target layer (torch.fx split; about three forward passes for ResNet-50's 2048 channels); whole-model forwards when the model cannot be split"
 
     def configure(self) -> None:
         owner = type(self).__name__

@@ -26,7 +26,7 @@ from torch import nn
 from .. import postprocess as pp
 from ..engine import CamLensWarning, Capture, Engine, OutputAdapter, model_device
 from ..errors import ArgumentError, DeviceError, InputTypeError, LayerOutputError
-from ..hooks import LayerSpec, eval_mode, resolve_layers
+from ..hooks import LayerSpec, eval_mode, resolve_layers, unwrap_model
 from ..scoring import score_in_chunks
 from ..smoothing import Explained, explain_augmented
 from ..targets import TargetFn
@@ -54,6 +54,8 @@ class LayerContext:
     targets: list[TargetFn]
     scores: torch.Tensor
     outputs: torch.Tensor
+    index: int = 0
+    """Position of this layer in ``target_layers`` (methods that share work across layers use it)."""
 
 
 @dataclass
@@ -73,6 +75,36 @@ class Explanation:
     def numpy(self) -> np.ndarray:
         """The final maps as a float32 numpy array ``(N, H, W)``."""
         return self.cam.detach().float().cpu().numpy()
+
+    # -- notebooks: an Explanation shows itself as a grid (rows: images; columns: CAM, each layer)
+    def figure(self, images: torch.Tensor | np.ndarray | None = None, **kwargs: Any) -> Any:
+        """A matplotlib figure of the maps, laid over ``images`` when given (see
+        :func:`camlens.image.maps_figure`); needs matplotlib."""
+        from ..image import maps_figure
+
+        return maps_figure(self, images, **kwargs)
+
+    def _repr_png_(self) -> bytes | None:
+        """Jupyter: the maps as a PNG heat-map grid with the targets named (``None`` without matplotlib)."""
+        try:
+            from ..image import figure_png
+
+            return figure_png(self.figure())
+        except ImportError:
+            return None
+
+    def _repr_html_(self) -> str | None:
+        """Jupyter: the PNG grid plus one line naming the layers and the batch."""
+        import base64
+        import html
+
+        png = self._repr_png_()
+        if png is None:
+            return None
+        layers = ", ".join(self.layer_names) or f"{len(self.layer_maps)} layer(s)"
+        caption = html.escape(f"Explanation of {self.cam.shape[0]} image(s) at {layers}, maps {tuple(self.cam.shape[-2:])}")
+        data = base64.b64encode(png).decode("ascii")
+        return f'<figure><img src="data:image/png;base64,{data}"/><figcaption>{caption}</figcaption></figure>'
 
 
 def _warn_blank_gradients(grads: torch.Tensor, raw: torch.Tensor, name: str) -> None:
@@ -207,7 +239,7 @@ class BaseCAM:
         check_argument(owner, "combine", combine, "choice", ("mean", "max", "sum"))
         progress = check_argument(owner, "progress", progress, "bool")
         allow_nonfinite = check_argument(owner, "allow_nonfinite", allow_nonfinite, "bool")
-        self.model = model
+        self.model = unwrap_model(model)  # compiled / DataParallel / DDP: explain the eager original (README)
         if use_cuda:
             self._move_to_cuda(model)
         spec = target_layers if target_layers is not None else target_layer
@@ -228,7 +260,14 @@ class BaseCAM:
         self.batch_size = batch_size
         self.combine = combine
         self.progress = progress
-        self.engine = Engine(model, self.layers, output_adapter, allow_nonfinite=allow_nonfinite)
+        self.engine = Engine(self.model, self.layers, output_adapter, allow_nonfinite=allow_nonfinite)
+
+    @classmethod
+    def unsupported_reason(cls, model: nn.Module) -> str | None:
+        """Why this method cannot explain ``model`` at all (``None``: it can). Methods tied to an
+        architecture (LeGrad: attention blocks) override it; ``camlens explain --method all`` skips
+        the methods that give a reason."""
+        return None
 
     # ---------------------------------------------------------------- public API
     @property
@@ -342,6 +381,7 @@ class BaseCAM:
                 targets=cap.targets,
                 scores=cap.scores,
                 outputs=cap.outputs,
+                index=i,
             )
             maps.append(self.layer_map(ctx, eigen_smooth))
         return maps

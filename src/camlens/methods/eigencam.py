@@ -24,6 +24,8 @@ class EigenCAM(ActivationCAM):
 
     paper = "Muhammad & Yeasin, Eigen-CAM: Class Activation Map using Principal Components, IJCNN 2020"
     summary = "first principal component of the activations (no gradients, class-agnostic)"
+    formula = r"\tilde{A} = A - \bar{A} \in \mathbb{R}^{hw \times C},\quad \tilde{A} = U \Sigma V^\top,\quad L = \pm\,\tilde{A}\,v_1 \;\;(\text{sign: positive correlation with } \textstyle\sum_k A^k)"
+    cost = "one forward pass without autograd (no gradients), plus a thin SVD per image"
 
     def layer_map(self, ctx: LayerContext, eigen_smooth: bool) -> torch.Tensor:
         return pp.eigen_projection(ctx.activations)

@@ -24,6 +24,8 @@ class EigenGradCAM(GradientCAM):
 
     paper = "Muhammad & Yeasin 2020 (Eigen-CAM) on gradient x activation, as introduced by pytorch-grad-cam"
     summary = "first principal component of gradient x activation"
+    formula = r"B = \frac{\partial y^c}{\partial A}\odot A,\quad \tilde{B} = B - \bar{B} \in \mathbb{R}^{hw \times C},\quad \tilde{B} = U \Sigma V^\top,\quad L^c = \pm\,\tilde{B}\,v_1"
+    cost = "one forward pass with autograd from the target layer on, plus one backward pass to the layer (about one forward pass in all; no parameter gradients), plus a thin SVD per image"
 
     def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
         return ctx.gradients

@@ -22,6 +22,8 @@ class GradCAM(GradientCAM):
 
     paper = "Selvaraju et al., Grad-CAM: Visual Explanations from Deep Networks via Gradient-based Localization, ICCV 2017"
     summary = "channel weights = spatial mean of the gradients"
+    formula = r"w^c_k = \frac{1}{hw}\sum_{i,j}\frac{\partial y^c}{\partial A^k_{ij}},\qquad L^c = \operatorname{ReLU}\Big(\sum_k w^c_k A^k\Big)"
+    cost = "one forward pass with autograd from the target layer on, plus one backward pass to the layer (about one forward pass in all; no parameter gradients)"
 
     def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
         return ctx.gradients.mean(dim=(2, 3), keepdim=True)

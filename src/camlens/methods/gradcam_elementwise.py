@@ -22,6 +22,8 @@ class GradCAMElementWise(GradientCAM):
 
     paper = "Draelos & Carin 2020 (HiResCAM) with an element-wise ReLU, as introduced by pytorch-grad-cam"
     summary = "sum over channels of ReLU(gradient x activation)"
+    formula = r"L^c = \operatorname{ReLU}\Big(\sum_k \operatorname{ReLU}\Big(\frac{\partial y^c}{\partial A^k}\odot A^k\Big)\Big)"
+    cost = "one forward pass with autograd from the target layer on, plus one backward pass to the layer (about one forward pass in all; no parameter gradients)"
 
     def weighted_activations(self, ctx: LayerContext) -> torch.Tensor:
         return (ctx.gradients * ctx.activations).clamp_min(0)

@@ -31,6 +31,8 @@ class GradCAMPlusPlus(GradientCAM):
 
     paper = "Chattopadhay et al., Grad-CAM++: Improved Visual Explanations for Deep Convolutional Networks, WACV 2018"
     summary = "pixel-wise alpha-weighted positive gradients (exp-score closed form)"
+    formula = r"g^k_{ij} = \frac{\partial y^c}{\partial A^k_{ij}},\quad \alpha^k_{ij} = \frac{(g^k_{ij})^2}{2\,(g^k_{ij})^2 + \sum_{a,b} A^k_{ab}\,(g^k_{ij})^3},\quad w^c_k = \sum_{i,j}\alpha^k_{ij}\operatorname{ReLU}(g^k_{ij}),\quad L^c = \operatorname{ReLU}\Big(\sum_k w^c_k A^k\Big)"
+    cost = "one forward pass with autograd from the target layer on, plus one backward pass to the layer (about one forward pass in all; no parameter gradients)"
 
     def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
         # 2 + S g can nearly cancel when activations are signed; float64 keeps alpha accurate.

@@ -22,6 +22,8 @@ class HiResCAM(GradientCAM):
 
     paper = "Draelos & Carin, Use HiResCAM instead of Grad-CAM for faithful explanations of convolutional neural networks, 2020"
     summary = "element-wise gradient x activation, summed over channels"
+    formula = r"L^c = \operatorname{ReLU}\Big(\sum_k \frac{\partial y^c}{\partial A^k}\odot A^k\Big)"
+    cost = "one forward pass with autograd from the target layer on, plus one backward pass to the layer (about one forward pass in all; no parameter gradients)"
 
     def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
         return ctx.gradients

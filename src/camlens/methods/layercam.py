@@ -22,6 +22,8 @@ class LayerCAM(GradientCAM):
 
     paper = "Jiang et al., LayerCAM: Exploring Hierarchical Class Activation Maps for Localization, IEEE TIP 2021"
     summary = "element-wise positive gradients x activations"
+    formula = r"L^c = \operatorname{ReLU}\Big(\sum_k \operatorname{ReLU}\Big(\frac{\partial y^c}{\partial A^k}\Big)\odot A^k\Big)"
+    cost = "one forward pass with autograd from the target layer on, plus one backward pass to the layer (about one forward pass in all; no parameter gradients)"
 
     def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
         return ctx.gradients.clamp_min(0)

@@ -52,11 +52,13 @@ class ScoreCAM(PerturbationCAM):
     Example::
 
         cam = ScoreCAM(model, "layer4[-1]", batch_size=64)
-        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(281)])
+        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(281)] * len(x))
     """
 
     paper = "Wang et al., Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks, CVPR-W 2020"
     summary = "channel weights = softmax of the target score of the input masked by each channel (no gradients)"
+    formula = r"M_k = \operatorname{minmax}\big(\operatorname{Up}(A^k)\big),\quad s_k = \operatorname{softmax}\big(f(x \odot M_k)\big)_c,\quad w^c = \operatorname{softmax}_k(s),\quad L^c = \operatorname{ReLU}\Big(\sum_k w^c_k A^k\Big)"
+    cost = "one forward pass, then one forward pass of the whole model per (image, channel) pair: C masked inputs per image (e.g. 1280 at EfficientNet-Lite0's last layer), run in chunks of batch_size"
     options: ClassVar[dict[str, Any]] = {"top_k": None, "score_softmax": True}
     num_samples: int = 1
     """Perturbed copies scored per (image, channel); variants (SS-CAM, IS-CAM) use more."""

@@ -22,6 +22,8 @@ class XGradCAM(GradientCAM):
 
     paper = "Fu et al., Axiom-based Grad-CAM: Towards Accurate Visualization and Explanation of CNNs, BMVC 2020"
     summary = "gradients weighted by activations normalised per channel (axiom-based)"
+    formula = r"w^c_k = \sum_{i,j}\frac{A^k_{ij}}{\sum_{a,b}A^k_{ab}}\,\frac{\partial y^c}{\partial A^k_{ij}},\qquad L^c = \operatorname{ReLU}\Big(\sum_k w^c_k A^k\Big)"
+    cost = "one forward pass with autograd from the target layer on, plus one backward pass to the layer (about one forward pass in all; no parameter gradients)"
 
     def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
         a = ctx.activations

@@ -5,10 +5,17 @@ it: ``update(...)`` computes and stores the batch's per-image values (and curves
 metric has them), ``compute()`` returns the mean over everything seen, ``reset()`` forgets.
 Each class declares ``higher_is_better`` (``None`` where it depends on an option).
 
->>> metric = PointingGame(tolerance=15)          # doctest: +SKIP
->>> for maps, boxes in loader:                   # doctest: +SKIP
-...     metric.update(maps, boxes=boxes)
->>> metric.compute()                             # doctest: +SKIP
+>>> import torch
+>>> from camlens.metrics import PointingGame
+>>> metric = PointingGame(tolerance=0)
+>>> maps = torch.zeros(2, 8, 8)
+>>> maps[0, 1, 1] = 1.0                     # image 0 peaks inside its box
+>>> maps[1, 6, 6] = 1.0                     # image 1 peaks outside it
+>>> boxes = [torch.tensor([[0, 0, 4, 4]])] * 2   # (x1, y1, x2, y2) per image
+>>> for _ in range(2):                      # e.g. two batches from a loader
+...     per_image = metric.update(maps, boxes=boxes)   # returns this batch's values
+>>> float(metric.compute())
+0.5
 """
 
 from __future__ import annotations

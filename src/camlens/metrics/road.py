@@ -13,9 +13,13 @@ percentile; the summary is its mean over percentiles.
 **MoRF: lower is better** (the class should vanish fast), **LeRF: higher is better**, and the
 common single number ``LeRF - MoRF`` (mean LeRF score minus mean MoRF score): higher is better.
 
->>> res = road(model, x, cams, order="morf")        # doctest: +SKIP
->>> res.curve.shape                                  # doctest: +SKIP
-(N, 9)
+Example::
+
+    from camlens.metrics import road
+
+    cams = torch.rand(2, 32, 32)
+    res = road(model, x, cams, order="morf", percentiles=[20, 50, 80])
+    assert res.curve.shape == (2, 3)
 """
 
 from __future__ import annotations
