@@ -393,7 +393,13 @@ class FPNReshape:
 
     Example::
 
-        cam = GradCAM(fasterrcnn, "backbone", reshape_transform=FPNReshape())
+        from camlens.reshape import FPNReshape
+
+        detector = torchvision.models.detection.retinanet_resnet50_fpn(
+            weights=None, weights_backbone=None, num_classes=3, min_size=64, max_size=64, score_thresh=0.0
+        )
+        cam = GradCAM(detector, "backbone", reshape_transform=FPNReshape())  # what omitting the layer gives
+        maps = cam(torch.rand(1, 3, 64, 64))
     """
 
     def __init__(
@@ -461,7 +467,12 @@ class FPNLevel:
 
     Example::
 
-        cam = EigenCAM(retinanet, "backbone", reshape_transform=FPNLevel("1"))
+        from camlens.reshape import FPNLevel
+
+        detector = torchvision.models.detection.fcos_resnet50_fpn(
+            weights=None, weights_backbone=None, num_classes=3, min_size=64, max_size=64
+        )
+        maps = EigenCAM(detector, "backbone", reshape_transform=FPNLevel("0"))(torch.rand(1, 3, 64, 64))
     """
 
     def __init__(self, level: Union[str, int] = 0) -> None:

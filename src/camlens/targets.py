@@ -164,7 +164,9 @@ class SemanticSegmentationTarget(Target):
 
     Example::
 
-        cam(x, targets=[SemanticSegmentationTarget(15)])   # what makes the model label pixels 'person'
+        logits = torch.randn(21, 8, 8)  # one image's (classes, H, W) output
+        score = SemanticSegmentationTarget(15)(logits)  # sum of class 15's logits where it wins
+        # maps = GradCAM(segmenter)(images, targets=[SemanticSegmentationTarget(15)])
     """
 
     def __init__(self, category: int, mask: Any = None) -> None:
@@ -243,7 +245,10 @@ class BoxScoreTarget(Target):
     Example::
 
         target = BoxScoreTarget(labels=[3], boxes=[[10, 12, 40, 50]])
-        maps = cam(x, targets=[target])
+        detections = {"boxes": torch.tensor([[10.0, 12, 40, 50]]), "labels": torch.tensor([3]),
+                      "scores": torch.tensor([0.9])}
+        assert abs(float(target(detections)) - 1.9) < 1e-6  # IoU 1 + score 0.9
+        # maps = GradCAM(detector)(images, targets=[target])
     """
 
     def __init__(self, labels: Any, boxes: Any, iou_threshold: float = 0.5, *, match: str = "label") -> None:
@@ -351,8 +356,8 @@ class SimilarityToConceptTarget(Target):
 
     Example::
 
-        concept = concept_embedding(model, example_images)
-        maps = cam(x, targets=[SimilarityToConceptTarget(concept)])
+        concept = concept_embedding(model, x)  # example images showing the concept
+        maps = GradCAM(model)(x, targets=[SimilarityToConceptTarget(concept)] * len(x))
     """
 
     def __init__(self, concept: Any) -> None:
@@ -391,7 +396,7 @@ def concept_embedding(model: Any, images: torch.Tensor, output_adapter: Any = No
 
     Example::
 
-        concept = concept_embedding(model, torch.stack([img_a, img_b]))
+        concept = concept_embedding(model, x)  # (D,) from a batch of example images
     """
     from .engine import forward_outputs, prepare_images
     from .hooks import eval_mode
