@@ -30,6 +30,8 @@ METHODS = [m for m in available_methods() if get_method(m).uses_gradients or m =
 METHODS = [m for m in METHODS if not get_method(m).multi_pass]
 # LeGrad explains vision transformers only: run on the ViT/DeiT builders below (_check_legrad).
 METHODS = [m for m in METHODS if m != "legrad"]
+# RefineCAM multiplies the maps of two or more layers; the automatic choice is one layer.
+METHODS = [m for m in METHODS if m != "refinecam"]
 
 
 def _check_legrad(model: nn.Module, x: torch.Tensor, label: str) -> None:

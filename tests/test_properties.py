@@ -142,6 +142,9 @@ def cases(draw: st.DrawFn, method: str) -> Case:
             case.fault("unknown layer", LayerNotFoundError)
         if spec == "fc":
             case.fault("a layer with (N, classes) output", LayerOutputError)
+        valid = conf.get("valid_layers")  # methods tied to one layer (CAM: the one pooled into the classifier)
+        if valid is not None and spec not in valid and spec not in ("nope", "fc"):
+            case.fault(f"{method} cannot use layer {spec!r}", LayerOutputError)
         case.kwargs["target_layers"] = {"module": model.block, "two": ["stem", model.block]}.get(spec, spec)
         if spec == "two":
             case.kwargs["combine"] = draw(st.sampled_from(["mean", "max", "sum"]))
@@ -186,6 +189,8 @@ def cases(draw: st.DrawFn, method: str) -> Case:
         case.call["targets"] = [ClassifierOutputTarget(k) for k in ks]
     elif kind == "callables":
         case.call["targets"] = [_callable_target(draw, case, cls.uses_gradients) for _ in range(n)]
+        if conf.get("class_targets_only"):  # CAM / FinerCAM: the weights are tied to a class index
+            case.fault(f"{method} takes class targets only", TargetError)
     case.call["eigen_smooth"] = draw(st.booleans())
     case.call["aug_smooth"] = draw(st.sampled_from([False, False, False, True]))
     return case

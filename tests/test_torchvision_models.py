@@ -21,8 +21,9 @@ ARCHS = {
     "efficientnet_b0": "features[-1]",
     "convnext_tiny": "features[-1]",
 }
-# LeGrad explains vision transformers only (tests/methods/test_legrad.py, tests/test_model_matrix.py).
-FAST = [m for m in available_methods() if not get_method(m).multi_pass and m != "legrad"]
+# LeGrad explains vision transformers only (tests/methods/test_legrad.py, tests/test_model_matrix.py); CAM applies
+# only to pool + linear heads and RefineCAM needs two layers (tests/methods/test_cam.py, test_refinecam.py).
+FAST = [m for m in available_methods() if not get_method(m).multi_pass and m not in ("legrad", "cam", "refinecam")]
 
 
 @pytest.fixture(scope="module", params=list(ARCHS))

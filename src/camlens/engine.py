@@ -28,6 +28,7 @@ How a call works (:meth:`Engine.run`):
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -300,10 +301,36 @@ class Capture:
     """Each target layer's output, as the layer returned it (a tensor or a mapping of tensors)."""
     gradients: list[Activation] | None
     """d(score)/d(activation) per layer, same shapes as ``activations``; ``None`` when not asked."""
+    input_gradient: torch.Tensor | None = None
+    """d(score)/d(input) ``(N, C, H, W)`` when the engine was built with ``input_gradient=True``."""
+    hessian_vector: list[torch.Tensor] | None = None
+    """Per layer the Hessian-vector product ``H A = d/dA <dS/dA, A>`` (``hessian_vector=True``)."""
+
+
+def _twice_differentiable(on: bool) -> Any:
+    """For a double backward: fused attention kernels (flash, memory-efficient) have no second
+    derivative, so scaled_dot_product_attention runs its plain-ops (math) kernel instead."""
+    if not on:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.MATH])
 
 
 class Engine:
-    """Runs ``model`` with capture hooks on ``layers`` (``(name, module)`` pairs)."""
+    """Runs ``model`` with capture hooks on ``layers`` (``(name, module)`` pairs).
+
+    Options for methods that need more than first-order gradients at the target layers (all off
+    by default; each costs nothing when off):
+
+    * ``input_gradient``: record autograd from the input on (not only from the first target
+      layer) and return ``d score / d input`` as ``Capture.input_gradient`` (FullGrad);
+    * ``hessian_vector``: also return, per layer, ``H A = d/dA <dS/dA, A>`` with ``dS/dA`` held
+      fixed in direction ``A`` -- one double backward through the recorded tail (ShapleyCAM);
+    * ``optional_layers``: a layer that never runs gets activation ``None`` and one the score does
+      not depend on gets gradient ``None``, instead of an error or a warning (FullGrad sweeps
+      every bias layer, and some, like Inception's auxiliary head, are idle in eval mode).
+    """
 
     def __init__(
         self,
@@ -312,11 +339,17 @@ class Engine:
         output_adapter: OutputAdapter | None = None,
         *,
         allow_nonfinite: bool = False,
+        input_gradient: bool = False,
+        hessian_vector: bool = False,
+        optional_layers: bool = False,
     ) -> None:
         self.model = model
         self.layers = list(layers)
         self.output_adapter = output_adapter or default_output_adapter
         self.allow_nonfinite = allow_nonfinite
+        self.input_gradient = input_gradient
+        self.hessian_vector = hessian_vector
+        self.optional_layers = optional_layers
 
     # ------------------------------------------------------------------ inputs
     def prepare_input(self, input_tensor: Any) -> torch.Tensor:
@@ -389,17 +422,21 @@ class Engine:
 
             return hook
 
+        from_input = need_gradients and self.input_gradient
+        if from_input:
+            x = x.detach().requires_grad_(True)
         with HookSet() as hooks:
             for i, (name, module) in enumerate(self.layers):
                 hooks.forward(module, make_hook(i, name))
-            with torch.no_grad():  # the capture hook re-enables autograd at the first target layer
+            # Autograd is off until the first target layer's hook turns it on (or on from the input).
+            with torch.set_grad_enabled(from_input), _twice_differentiable(need_gradients and self.hessian_vector):
                 with capture_scope(token):
                     raw = call_model(self.model, x)
                 if need_gradients:
                     torch.set_grad_enabled(True)
                 outputs = check_adapted(self.output_adapter(raw), x.shape[0])
                 missing = [name for i, (name, _) in enumerate(self.layers) if i not in store]
-                if missing:
+                if missing and not self.optional_layers:
                     raise LayerNotRunError(
                         f"target layer(s) {missing} never ran during the forward pass of "
                         f"{type(self.model).__name__}; choose a layer that the forward pass calls "
@@ -413,49 +450,87 @@ class Engine:
                 else:
                     targets = list(targets)
                 scores = score_targets(targets, outputs, differentiable=need_gradients)
-                activations = [store[i] for i in range(len(self.layers))]
-                gradients = None
+                activations = [store.get(i) for i in range(len(self.layers))]
+                gradients = input_gradient = hessian_vector = None
                 if need_gradients:
-                    gradients = self._gradients(scores, activations)
+                    gradients, input_gradient, hessian_vector = self._gradients(
+                        scores, activations, x if from_input else None
+                    )
         return Capture(
             outputs=detach_outputs(outputs),
             scores=scores.detach().to(torch.promote_types(scores.dtype, torch.float32)),  # autocast, half: float32
             targets=list(targets),
-            activations=[detach_outputs(a) for a in activations],
+            activations=[detach_outputs(a) if a is not None else None for a in activations],
             gradients=gradients,
+            input_gradient=input_gradient,
+            hessian_vector=hessian_vector,
         )
 
-    def _gradients(self, scores: torch.Tensor, activations: list[Activation]) -> list[Activation]:
+    def _gradients(
+        self, scores: torch.Tensor, activations: list[Activation | None], x: torch.Tensor | None
+    ) -> tuple[list[Any], torch.Tensor | None, list[Any] | None]:
         # Images are independent in eval mode, so d(sum of scores)/dA gives each image's own gradient.
         # A mapping-valued layer (feature pyramid) gets one gradient per tensor, in a mapping again.
-        flat: list[torch.Tensor] = []
-        for act in activations:
-            flat.extend(act.values() if isinstance(act, Mapping) else [act])
+        present: list[torch.Tensor] = []
+        for a in activations:
+            if isinstance(a, Mapping):
+                present.extend(a.values())
+            elif a is not None:
+                present.append(a)
+        inputs = present + ([x] if x is not None else [])
         if scores.requires_grad:
-            grads = torch.autograd.grad(scores.sum(), flat, allow_unused=True)
+            found = list(
+                torch.autograd.grad(scores.sum(), inputs, allow_unused=True, create_graph=self.hessian_vector)
+            )
         else:
-            grads = tuple(None for _ in flat)
-        out: list[Activation] = []
-        pos = 0
-        for (name, _), act in zip(self.layers, activations):
+            found = [None] * len(inputs)
+        input_gradient = None
+        if x is not None:
+            last = found.pop()
+            input_gradient = torch.zeros_like(x) if last is None else last.detach()
+        it = iter(found)
+        grads: list[Any] = []
+        for a in activations:
+            if isinstance(a, Mapping):
+                grads.append({k: next(it) for k in a})
+            else:
+                grads.append(next(it) if a is not None else None)
+        hessian_vector = None
+        if self.hessian_vector:
+            hessian_vector = [
+                None if a is None
+                else {k: self._hessian_vector(a[k], g[k]) for k in a} if isinstance(a, Mapping)
+                else self._hessian_vector(a, g)
+                for a, g in zip(activations, grads)
+            ]  # fmt: skip
+        out: list[Any] = []
+        for (name, _), act, grad in zip(self.layers, activations, grads):
             if isinstance(act, Mapping):
-                keys = list(act.keys())
-                # No per-level zero check: a box may draw on one pyramid level only.
-                parts = [
-                    torch.zeros_like(act[k]) if g is None else g.detach()
-                    for k, g in zip(keys, grads[pos : pos + len(keys)])
-                ]
-                if all(g is None for g in grads[pos : pos + len(keys)]):
+                # A pyramid: no per-level zero check (a box may draw on one level only).
+                if all(g is None for g in grad.values()):
+                    if self.optional_layers:
+                        out.append(None)
+                        continue
                     self._warn_unused(name)
-                pos += len(keys)
-                out.append(dict(zip(keys, parts)))
+                out.append({k: torch.zeros_like(act[k]) if g is None else g.detach() for k, g in grad.items()})
                 continue
-            grad = grads[pos]
-            pos += 1
+            if self.optional_layers:  # the method skips what did not run or does not reach the score
+                out.append(None if act is None or grad is None else grad.detach())
+                continue
             if grad is None:
                 self._warn_unused(name)
-            out.append(self._checked_grad(name, act, grad))
-        return out
+                grad = torch.zeros_like(act)
+            elif not bool(grad.detach().flatten(1).abs().amax(dim=1).gt(0).all()):
+                warnings.warn(
+                    f"the gradient of the target score with respect to layer {name!r} is exactly zero "
+                    "for at least one image, so its gradient-based map is blank; the layer may not "
+                    "influence the chosen target (e.g. patch tokens of the last ViT block when the "
+                    "head reads only the class token).",
+                    CamLensWarning,
+                    stacklevel=4,
+                )
+            out.append(grad.detach())
+        return out, input_gradient, hessian_vector
 
     @staticmethod
     def _warn_unused(name: str) -> None:
@@ -468,16 +543,12 @@ class Engine:
         )
 
     @staticmethod
-    def _checked_grad(name: str, act: torch.Tensor, grad: torch.Tensor | None) -> torch.Tensor:
-        if grad is None:
+    def _hessian_vector(act: torch.Tensor, grad: torch.Tensor | None) -> torch.Tensor:
+        """``H A`` at one layer: the derivative of ``<dS/dA, v>`` with ``v = A`` held constant.
+
+        Separate per layer, so it is the layer's own Hessian block (no cross-layer terms). Zero where
+        the score is linear in the layer (its gradient then has no graph)."""
+        if grad is None or not grad.requires_grad:
             return torch.zeros_like(act).detach()
-        if not bool(grad.detach().flatten(1).abs().amax(dim=1).gt(0).all()):
-            warnings.warn(
-                f"the gradient of the target score with respect to layer {name!r} is exactly zero "
-                "for at least one image, so its gradient-based map is blank; the layer may not "
-                "influence the chosen target (e.g. patch tokens of the last ViT block when the "
-                "head reads only the class token).",
-                CamLensWarning,
-                stacklevel=5,
-            )
-        return grad.detach()
+        (hv,) = torch.autograd.grad(grad, act, grad_outputs=act.detach(), retain_graph=True, allow_unused=True)
+        return torch.zeros_like(act).detach() if hv is None else hv.detach()

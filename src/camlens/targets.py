@@ -566,3 +566,121 @@ def score_targets(targets: Sequence[TargetFn], outputs: Any, *, differentiable: 
         if kind.score_batch.__func__ is not Target.score_batch.__func__:  # type: ignore[attr-defined]
             return kind.score_batch(targets, outputs)  # type: ignore[arg-type]
     return torch.stack([_checked_score(t, o, i, differentiable) for i, (t, o) in enumerate(zip(targets, outputs))])
+
+
+class ClassifierOutputReST(ClassifierOutputTarget):
+    """Residual Softmax Target-class score (ReST; Cai, arXiv:2501.06261), the target ShapleyCAM is
+    meant to be used with: ``s = y_c - CE(y, c) = y_c + log softmax(y)_c``.
+
+    It keeps the logit's scale and, through the cross-entropy term, the competition with the other
+    classes that a pre-softmax score ignores. Example::
+
+        cam = ShapleyCAM(model, "layer4")
+        maps = cam(input_tensor=x, targets=[ClassifierOutputReST(281)] * len(x))
+    """
+
+    def _scores(self, output: torch.Tensor) -> torch.Tensor:
+        return output + torch.log_softmax(output, dim=-1)
+
+
+class FinerWeightedTarget(Target):
+    """Finer-CAM's contrastive score (Zhang et al., CVPR 2025, arXiv:2501.11309).
+
+    ``s = sum_j p_j (y_c - alpha * y_j) / sum_j p_j`` over the comparison classes ``j``, with
+    ``p = softmax(y)``: the target logit against its most similar classes, each weighted by its
+    probability. ``p_j / sum_j p_j`` is computed as a softmax over the comparison logits alone (the
+    same number, with no underflow and no epsilon).
+
+    Args:
+        main_category: the class explained; ``None``: the output's top class.
+        comparison_categories: explicit class indices to compare with; ``None``: the classes at
+            ``ranks`` in the order of similarity ``|y_k - y_c|`` (rank 1 = the most similar other
+            class), chosen on the (detached) output the target scores.
+        alpha: comparison strength (0 gives back the plain logit).
+        ranks: similarity ranks used when ``comparison_categories`` is ``None``; ranks past the
+            number of other classes are dropped.
+
+    Example::
+
+        target = FinerWeightedTarget(281, [282, 285], alpha=0.6)   # explicit comparisons
+        target = FinerWeightedTarget(281)                          # the three most similar classes
+    """
+
+    def __init__(
+        self,
+        main_category: int | None,
+        comparison_categories: Sequence[int] | None = None,
+        alpha: float = 1.0,
+        *,
+        ranks: Sequence[int] = (1, 2, 3),
+    ) -> None:
+        if main_category is not None and (isinstance(main_category, bool) or not isinstance(main_category, (int, np.integer))):
+            raise TargetError(f"FinerWeightedTarget expects an integer class index or None; got {main_category!r}")
+        if comparison_categories is not None:
+            comparison_categories = [int(c) for c in comparison_categories]
+            if not comparison_categories:
+                raise TargetError("FinerWeightedTarget needs at least one comparison class; got an empty list")
+        ranks = [int(r) for r in ranks]
+        if not ranks or min(ranks) < 1:
+            raise TargetError(f"ranks must be positive similarity ranks (1 = most similar other class); got {ranks}")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+            raise TargetError(f"alpha must be a real number; got {alpha!r}")
+        self.main_category = None if main_category is None else int(main_category)
+        self.comparison_categories = comparison_categories
+        self.alpha = float(alpha)
+        self.ranks = ranks
+
+    def __repr__(self) -> str:
+        comp = self.comparison_categories if self.comparison_categories is not None else f"ranks={self.ranks}"
+        return f"FinerWeightedTarget({self.main_category}, {comp}, alpha={self.alpha})"
+
+    def choose(self, output: torch.Tensor) -> tuple[int, list[int]]:
+        """``(main class, comparison classes)`` for one image's ``(num_classes,)`` output."""
+        if output.dim() != 1:
+            raise TargetError(
+                f"FinerWeightedTarget needs a (num_classes,) output per image; got shape {tuple(output.shape)}"
+            )
+        k = output.shape[0]
+        main = int(output.argmax()) if self.main_category is None else self.main_category
+        _check_category(main, k)
+        main %= k
+        if self.comparison_categories is not None:
+            for c in self.comparison_categories:
+                _check_category(c, k)
+            return main, [c % k for c in self.comparison_categories]
+        dist = (output.detach().float() - output.detach().float()[main]).abs()
+        dist[main] = float("inf")
+        order = dist.argsort(stable=True).tolist()
+        comps = [order[r - 1] for r in self.ranks if r < k]
+        if not comps:
+            raise TargetError(f"FinerWeightedTarget: a model with {k} output(s) has no other class to compare with")
+        return main, comps
+
+    def resolve(self, output: torch.Tensor) -> FinerWeightedTarget:
+        """The same target with its classes fixed from ``output`` (e.g. the un-augmented image's)."""
+        main, comps = self.choose(output)
+        return FinerWeightedTarget(main, comps, self.alpha)
+
+    def __call__(self, output: torch.Tensor) -> torch.Tensor:
+        return self.score_batch([self], output.unsqueeze(0))[0]
+
+    @classmethod
+    def score_batch(cls, targets: Sequence[Target], outputs: torch.Tensor) -> torch.Tensor:
+        if outputs.dim() != 2:
+            raise TargetError(
+                f"FinerWeightedTarget needs (N, num_classes) outputs; got shape {tuple(outputs.shape)}"
+            )
+        chosen = [t.choose(o) for t, o in zip(targets, outputs.detach())]  # type: ignore[attr-defined]
+        if len({len(c) for _, c in chosen}) != 1:
+            return torch.stack([t(o) for t, o in zip(targets, outputs)])
+        device = outputs.device
+        main = torch.tensor([m for m, _ in chosen], device=device)
+        comp = torch.tensor([c for _, c in chosen], device=device)
+        alpha = torch.tensor([t.alpha for t in targets], device=device, dtype=outputs.dtype)  # type: ignore[attr-defined]
+        y_c = outputs.gather(1, main[:, None])
+        y_d = outputs.gather(1, comp)
+        weights = torch.softmax(y_d, dim=1)
+        return (weights * (y_c - alpha[:, None] * y_d)).sum(dim=1)
+
+
+__all__ += ["ClassifierOutputReST", "FinerWeightedTarget"]

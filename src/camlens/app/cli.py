@@ -22,7 +22,16 @@ import numpy as np
 import torch
 
 from ..devices import resolve_device
-from ..errors import InputShapeError, MissingFileError, ModelOutputError, OutputError, TargetIndexError
+from ..errors import (
+    ArgumentError,
+    InputShapeError,
+    LayerNotFoundError,
+    LayerOutputError,
+    MissingFileError,
+    ModelOutputError,
+    OutputError,
+    TargetIndexError,
+)
 from ..files import atomic_path, make_output_folder
 from ..image import IMAGENET_MEAN, IMAGENET_STD, load_image
 from ..registry import available_methods, get_method
@@ -311,17 +320,27 @@ def cmd_explain(args: argparse.Namespace) -> int:
         _note("note: --weights none gives a randomly initialised model; its classes and maps mean nothing")
 
     layers: Any = args.target_layer if args.target_layer else zm.target_layer
-    if any(n.strip().lower() == "all" for n in args.method or []):  # 'all': the methods that apply to this model
-        explicit = {get_method(n) for n in args.method if n.strip().lower() != "all"}
-        for cls in list(methods):
-            reason = cls.unsupported_reason(model)
-            if reason and cls not in explicit:
-                methods.remove(cls)
-                _note(f"note: --method all skips {cls.name}: {reason}")
-    cams = {
-        cls.name: cls(model, target_layers=layers, batch_size=args.batch_size, progress=True, **_method_options(cls, args))
-        for cls in methods
-    }
+    # 'all' means the methods that apply to this model and these layers: the others are skipped with a
+    # note (LeGrad on a CNN, RefineCAM with one layer); a method named explicitly is never skipped.
+    every = any(n.strip().lower() == "all" for n in args.method or [])
+    explicit = {get_method(n) for n in args.method or [] if n.strip().lower() != "all"}
+    cams = {}
+    for cls in methods:
+        optional = every and cls not in explicit
+        reason = cls.unsupported_reason(model) if optional else None
+        if reason is None:
+            try:
+                cams[cls.name] = cls(
+                    model, target_layers=layers, batch_size=args.batch_size, progress=True, **_method_options(cls, args)
+                )
+                continue
+            except (ArgumentError, LayerNotFoundError, LayerOutputError) as exc:
+                if not optional:
+                    raise
+                reason = str(exc)
+        _note(f"note: --method all skips {cls.name}: {reason}")
+    if not cams:
+        raise ArgumentError("no requested method applies to this model and these layers; see the notes above")
     first = next(iter(cams.values()))
     layer_desc = ", ".join(first.target_layer_names)
     if getattr(first, "auto_layer_description", None):

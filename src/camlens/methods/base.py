@@ -56,6 +56,8 @@ class LayerContext:
     outputs: torch.Tensor
     index: int = 0
     """Position of this layer in ``target_layers`` (methods that share work across layers use it)."""
+    hessian_vector: torch.Tensor | None = None
+    """``H A`` (same shape as ``activations``) when the engine computes it (ShapleyCAM), else ``None``."""
 
 
 @dataclass
@@ -209,6 +211,8 @@ class BaseCAM:
     uses_gradients: ClassVar[bool] = True
     multi_pass: ClassVar[bool] = False
     """True for methods that run many forward passes per image (perturbation, noise, windows)."""
+    apply_relu: ClassVar[bool] = True
+    """ReLU each layer's raw map before upsampling (CAM and FullGrad keep the signed/absolute map)."""
 
     def __init__(
         self,
@@ -371,6 +375,9 @@ class BaseCAM:
                 grads = self._to_maps(cap.gradients[i], name, "gradients")
                 if self.reshape_transform is not None:  # the engine checked the raw gradients
                     _warn_blank_gradients(grads, cap.gradients[i], name)
+            hvp = None
+            if cap.hessian_vector is not None:
+                hvp = self._to_maps(cap.hessian_vector[i], name, "Hessian-vector products")
             ctx = LayerContext(
                 name=name,
                 module=module,
@@ -382,6 +389,7 @@ class BaseCAM:
                 scores=cap.scores,
                 outputs=cap.outputs,
                 index=i,
+                hessian_vector=hvp,
             )
             maps.append(self.layer_map(ctx, eigen_smooth))
         return maps
@@ -409,7 +417,7 @@ class BaseCAM:
     def _finish(self, raw_maps: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
         per_layer = []
         for m in raw_maps:
-            m = pp.relu(m)
+            m = pp.relu(m) if self.apply_relu else m
             per_layer.append(pp.minmax_normalize(pp.upsample(m, size)))
         if len(per_layer) == 1:
             return per_layer[0]

@@ -372,7 +372,9 @@ class LeGrad(BaseCAM):
         self.readout = readout if readout is not None else default_readout(model)
         # The default readout of the model's last block must reproduce the model's output: checked.
         check = readout is None and bool(blocks) and blocks[-1][1] is self.layers[-1][1]
+        allow_nonfinite = self.engine.allow_nonfinite
         self.engine = _LeGradEngine(model, self.layers, attentions, self.readout, check, self.output_adapter)
+        self.engine.allow_nonfinite = allow_nonfinite
 
     @classmethod
     def unsupported_reason(cls, model: nn.Module) -> str | None:

@@ -1,0 +1,56 @@
+"""ShapleyCAM (Cai, "CAMs as Shapley Value-based Explainers", 2025, arXiv:2501.06261)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..engine import Engine
+from ..registry import register
+from .base import GradientCAM, LayerContext
+
+__all__ = ["ShapleyCAM"]
+
+
+@register("shapleycam", "shapley-cam")
+class ShapleyCAM(GradientCAM):
+    """ShapleyCAM: Grad-CAM's weights corrected by the second-order term of the score's Taylor expansion.
+
+    ``w_k = 1/(h*w) * sum_ij (g - 1/2 * H A)_k[i, j]``;  ``map = ReLU(sum_k w_k * A_k)``, with
+    ``g = dS/dA`` and ``H A`` the Hessian of the score with respect to the layer's activations
+    times the activations (a Hessian-vector product). The paper derives it as a closed-form
+    approximation of each channel's Shapley value and pairs it with the ReST target
+    (:class:`camlens.targets.ClassifierOutputReST`, logit minus cross-entropy); for a tail that is
+    linear in ``A`` (pooling + linear head) and a logit target ``H A = 0`` and the map is Grad-CAM's.
+
+    Cost: autograd is recorded from the target layer on only, so ``H A`` is one double backward
+    through the network's tail (no graph before the layer, no parameter gradient). With several
+    target layers each layer gets its own Hessian block. Same numbers as pytorch-grad-cam 1.5.7.
+
+    Example::
+
+        from camlens.targets import ClassifierOutputReST
+        cam = ShapleyCAM(model, "layer4")
+        maps = cam(input_tensor=x, targets=[ClassifierOutputReST(281)] * len(x))
+    """
+
+    paper = "Cai, CAMs as Shapley Value-based Explainers, 2025 (arXiv:2501.06261)"
+    summary = "channel weights = spatial mean of (gradient - 1/2 Hessian x activations)"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        target_layers: Any = None,
+        use_cuda: bool | None = None,
+        reshape_transform: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model, target_layers, use_cuda, reshape_transform, **kwargs)
+        self.engine = Engine(
+            self.model, self.layers, self.output_adapter, allow_nonfinite=self.engine.allow_nonfinite, hessian_vector=True
+        )
+
+    def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
+        return (ctx.gradients - 0.5 * ctx.hessian_vector).mean(dim=(2, 3), keepdim=True)
