@@ -34,6 +34,7 @@ GUIDES: list[tuple[str, str]] = [
     ("choosing-a-layer.md", "Choosing a layer"),
     ("architectures.md", "Architectures and automatic layers"),
     ("vision-transformers.md", "Vision transformers"),
+    ("tasks.md", "Detection, segmentation, embeddings"),
     ("metrics.md", "Judging explanations"),
     ("perturbation.md", "Perturbation methods"),
     ("dataset-runs.md", "Dataset runs and the explorer"),
