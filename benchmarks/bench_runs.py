@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from common import print_table
 
-from camlens.app.evaluate import Geometry
+from camlens.app.zoo import Preprocessing
 from camlens.app.runs import RunOptions, execute
 from camlens.app.runs.data import ImageDataset, collate, discover
 from camlens.app.zoo import load_model
@@ -72,7 +72,7 @@ def main() -> None:
 
         def plain(limit: int = n) -> None:
             loader = torch.utils.data.DataLoader(
-                ImageDataset(items, Geometry(None, pre.resize, pre.crop)),
+                ImageDataset(items, Preprocessing(pre.resize, pre.crop)),
                 batch_sampler=[list(range(s, min(limit, s + batch))) for s in range(0, limit, batch)],
                 num_workers=workers, collate_fn=collate(pre.mean, pre.std), pin_memory=device.type == "cuda",
             )

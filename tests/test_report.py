@@ -1,7 +1,7 @@
 """``camlens report``: the static page over a run, driven in a real headless Chromium (Playwright).
 
-One small run (the tiny random CNN of ``test_runs``, 12 images of 32 px from a manifest with
-labels and boxes, GradCAM and LayerCAM, three metrics) is built once per module; the browser tests
+One small run (the tiny random CNN of ``test_runs`` with class names, 12 images of 32 px from a
+manifest with labels and boxes, GradCAM and LayerCAM, four metrics) is built once per module; the browser tests
 open the report from ``file://`` and skip, with the reason, where no Chromium is installed
 (``apt-get install chromium``; CI installs it in ``.ci/run``).
 """
@@ -32,6 +32,8 @@ from camlens.errors import CamLensError
 
 ROOT = Path(__file__).resolve().parents[1]
 N_IMAGES = 12
+CLASSES = ["ant", "bee", "cat", "dog", "eel"]
+METRICS = ["pointing", "deletion", "insertion", "drop"]
 SCREENSHOT_ENV = "CAMLENS_REPORT_SCREENSHOT"
 """Set to a path to also write the screenshot there (``docs/report.png`` is made this way)."""
 
@@ -53,9 +55,9 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     manifest = data / "manifest.jsonl"
     manifest.write_text("\n".join(lines) + "\n")
     model = root / "tiny_model.py"
-    model.write_text(MODEL_FILE)
+    model.write_text(MODEL_FILE + f"\nCLASSES = {CLASSES!r}\n")  # a model file may name its classes
     out = root / "run"
-    result = _run_inprocess(_options(manifest, out, model, image_size=32))
+    result = _run_inprocess(_options(manifest, out, model, image_size=32, metrics=METRICS))
     assert result.complete
     return out
 
@@ -96,6 +98,19 @@ def test_data_matches_the_run(report_dir: Path, run_dir: Path) -> None:
         assert d["values"]["gradcam"]["deletion_auc"][k] == pytest.approx(gc[image_id]["deletion_auc"], abs=1e-6)
     assert [r["method"] for r in d["summary"]] == ["gradcam", "layercam", "center-baseline"]
     assert d["summary"] == [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()} for r in run.summary()["rows"]]
+    # top-5 of each image as the run stored it; class names from the model file
+    assert d["classes"] == CLASSES
+    for k, image_id in enumerate(d["images"]["id"]):
+        want = [[c, p] for c, p in zip(gc[image_id]["top5_classes"], gc[image_id]["top5_probs"])]
+        assert [c for c, _ in d["top5"][k]] == [c for c, _ in want]
+        assert [p for _, p in d["top5"][k]] == pytest.approx([p for _, p in want], abs=1e-5)
+    # mean curves per method (and the baseline): the mean of the stored per-image curves
+    assert [c["name"] for c in d["curves"]] == ["deletion_curve", "insertion_curve"]
+    ins = d["curves"][1]
+    assert sorted(ins["methods"]) == ["center-baseline", "gradcam", "layercam"] and ins["x"][0] == 0 and ins["x"][-1] == 1
+    lc = np.mean([r["insertion_curve"] for r in table if r["method"] == "layercam"], axis=0)
+    assert ins["methods"]["layercam"]["mean"] == pytest.approx(lc.tolist(), abs=1e-6)
+    assert ins["methods"]["layercam"]["images"] == N_IMAGES and len(lc) == 21
     # boxes from the manifest, in input pixels (the images are 32 px and the input is 32 px: unchanged)
     assert d["images"]["boxes"][0] is not None and len(d["images"]["boxes"][0]) == 1
     # the shard holds the stored layer map, 16-bit quantised
@@ -167,7 +182,12 @@ def test_page_in_headless_chromium(browser, run_dir: Path, report_dir: Path, tmp
     page.goto((report_dir / "index.html").as_uri())
     # overview: the summary table with one row per method and the baseline, and one plot per metric
     assert page.locator("#summary tr").count() == 1 + 3
-    assert page.locator(".plot").count() >= 3
+    assert page.locator(".plot").count() >= 4
+    # the mean deletion and insertion curves: one line per method and the baseline, 21 points each
+    assert page.eval_on_selector_all(".plot.curve", "ps => ps.map(p => p.dataset.curve)") == ["deletion_curve", "insertion_curve"]
+    lines = page.eval_on_selector_all(".plot.curve[data-curve='insertion_curve'] polyline",
+                                      "ls => ls.map(l => [l.dataset.method, l.getAttribute('points').split(' ').length])")
+    assert lines == [["gradcam", 21], ["layercam", 21], ["center-baseline", 21]]
     page.click("#tab-gallery")
     page.wait_for_selector(".card")
     assert page.locator(".card").count() == N_IMAGES
@@ -202,6 +222,10 @@ def test_page_in_headless_chromium(browser, run_dir: Path, report_dir: Path, tmp
     assert page.locator(".panel").count() == 1 + 2
     assert page.locator(".panel svg rect").count() == 3 * len(d["images"]["boxes"][first])
     assert page.locator("#view-metrics tr").count() == 1 + 3
+    # the top-5 classes with names and probabilities, most probable (the prediction) first
+    top = page.locator("#view-top5 li").all_inner_texts()
+    assert len(top) == 5 and top[0].startswith(f"{CLASSES[d['images']['pred'][first]]} ({d['images']['pred'][first]})")
+    assert [float(re.search(r"([\d.]+)%$", t).group(1)) for t in top] == pytest.approx([100 * p for _, p in d["top5"][first]], abs=0.051)
     page.wait_for_selector(".panel canvas[data-painted='gradcam']")
     # the overlay is the run's CAM: the page upsamples the stored map as RunReader.map does
     rgba = page.eval_on_selector(
@@ -287,6 +311,7 @@ def test_page_without_maps(browser, mapless: Path, tmp_path: Path) -> None:
     page.click(".card >> nth=0")
     page.wait_for_selector("#view:not([hidden])")
     assert page.locator(".panel").count() == 3 and page.locator("#view-metrics tr").count() == 4
+    assert page.locator("#view-top5 li").count() == 5
     assert not errors, errors
     page.close()
 
@@ -330,3 +355,36 @@ def test_page_with_missing_and_unreadable_images(browser, moved: Path) -> None:
     assert page.locator(".card").count() == 3 and page.locator(".card .none").count() == 1
     assert not errors, errors
     page.close()
+
+
+def test_report_of_a_run_written_before_top5(run_dir: Path, tmp_path: Path) -> None:
+    """A run without the top-5 and curve columns (written before they existed): no top-5, no curves."""
+    import pyarrow.parquet as pq
+
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old)
+    cfg = json.loads((old / "run.json").read_text())
+    for key in ("top_k", "curves"):
+        del cfg["settings"][key]
+    del cfg["class_names"]
+    (old / "run.json").write_text(json.dumps(cfg))
+    for part in (old / "table").glob("part-*.parquet"):
+        pq.write_table(pq.read_table(part).drop_columns(["deletion_curve", "insertion_curve", "top5_classes", "top5_probs"]), part)
+    d = _data(build_report(old, tmp_path / "rep").output)
+    assert d["top5"] is None and d["curves"] == [] and d["classes"] is None and len(d["images"]["id"]) == N_IMAGES
+
+
+def test_report_of_a_webdataset_run(run_dir: Path, tmp_path: Path) -> None:
+    """Images and boxes of a run over tar shards are read from the shards' members."""
+    from test_runs import write_shards
+
+    write_shards(tmp_path / "shards", np.random.default_rng(4))
+    out = tmp_path / "run"
+    with pytest.warns(UserWarning, match="no image member"):
+        assert _run_inprocess(_options(tmp_path / "shards", out, run_dir.parent / "tiny_model.py", image_size=24,
+                                       metrics=[], methods=["gradcam"])).complete
+    d = _data(build_report(out, tmp_path / "rep").output)
+    assert d["images"]["id"][1] == "train-0000.tar/s0/001" and d["images"]["img"] == [True] * 5
+    assert d["images"]["boxes"][1] == [[0.0, 0.0, 11.0, 10.8]]  # the .json box [0, 0, 11, 9]; 20 px high squashed to 24
+    with Image.open(tmp_path / "rep" / "img" / "0.jpg") as im:
+        assert im.size == (24, 24)

@@ -328,3 +328,178 @@ def test_shares_are_disjoint_and_cover_the_pending_units():
         shares = [my_units(pending, Shard(rank=r, world=world)) for r in range(world)]
         assert sorted(u for s in shares for u in s) == pending
         assert max(map(len, shares)) - min(map(len, shares)) <= 1
+
+
+def test_top5_and_curves_are_stored(reference, dataset):
+    """Top-5 classes and softmax probabilities per image; deletion curves of ``steps + 1`` points."""
+    data, model_file = dataset
+    run = runs.open(reference)
+    t = run.table()
+    assert t.schema.field("top5_classes").type == pa.list_(pa.int32())
+    assert t.schema.field("deletion_curve").type == pa.list_(pa.float32())
+    assert "insertion_curve" not in t.column_names  # only the curves of the metrics asked for
+    assert run.settings["top_k"] == 5 and run.settings["curves"] == ["deletion_curve"]
+    rows = t.to_pylist()
+    for r in rows:
+        assert r["top5_classes"][0] == r["prediction"] and sorted(r["top5_classes"]) == [0, 1, 2, 3, 4]
+        assert r["top5_probs"] == sorted(r["top5_probs"], reverse=True)
+        assert sum(r["top5_probs"]) == pytest.approx(1.0, abs=1e-5)  # 5 classes: all of them
+        curve = np.asarray(r["deletion_curve"], dtype=np.float64)
+        assert curve.shape == (21,)  # --steps 20
+        auc = (curve[0] / 2 + curve[1:-1].sum() + curve[-1] / 2) / 20  # the trapezoid of the stored curve
+        assert auc == pytest.approx(r["deletion_auc"], abs=1e-6)
+    # the same image's top-5 as the model computes it, and step 0 of deletion = the intact image
+    spec = importlib.util.spec_from_file_location("tiny_model_for_top5", model_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(0)
+    model = module.load().eval()
+    img = torch.from_numpy(load_image(data / "a" / "5.png")).permute(2, 0, 1)[None]
+    img = torch.nn.functional.interpolate(img, size=(16, 16), mode="bilinear", align_corners=False, antialias=True)
+    with torch.no_grad():
+        probs = torch.softmax(model((img.clamp(0, 1) - 0.5) / 0.25), dim=1)[0]
+    p, c = probs.topk(5)
+    row = next(r for r in rows if r["image_id"] == "a/5.png" and r["method"] == "gradcam")
+    assert row["top5_classes"] == c.tolist()
+    np.testing.assert_allclose(row["top5_probs"], p.numpy(), atol=1e-6)
+    assert row["deletion_curve"][0] == pytest.approx(float(probs[row["class"]]), abs=1e-6)
+
+
+def test_a_run_written_before_top5_still_opens(reference, tmp_path):
+    """The reader opens runs without the top-5/curve columns (written before they were stored)."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    old = tmp_path / "old"
+    shutil.copytree(reference, old)
+    cfg = json.loads((old / "run.json").read_text())
+    for key in ("top_k", "curves"):
+        del cfg["settings"][key]
+    (old / "run.json").write_text(json.dumps(cfg))
+    for part in (old / "table").glob("part-*.parquet"):
+        tab = pq.read_table(part)
+        pq.write_table(tab.drop_columns(["deletion_curve", "top5_classes", "top5_probs"]), part)
+    run = runs.open(old)
+    t = run.table()
+    assert "top5_classes" not in t.column_names and t.num_rows == 63
+    assert t.select(["image_id", "deletion_auc"]).equals(runs.open(reference).table().select(["image_id", "deletion_auc"]))
+    assert run.map("c/3.png", "gradcam").shape == (16, 16)
+
+
+def _tar_add(tar, name: str, data: bytes) -> None:
+    import io
+    import tarfile
+
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def write_shards(folder: Path, rng: np.random.Generator) -> dict[str, bytes]:
+    """Two WebDataset shards written with tarfile + Pillow: 5 good samples, a corrupt one, one without an image."""
+    import io
+    import tarfile
+
+    folder.mkdir(parents=True)
+    images: dict[str, bytes] = {}
+    for s in range(2):
+        with tarfile.open(folder / f"train-{s:04d}.tar", "w") as tar:
+            for i in range(3):
+                key = f"s{s}/{i:03d}"
+                buf = io.BytesIO()
+                fmt = "PNG" if i != 1 else "JPEG"
+                Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(buf, fmt)
+                images[f"train-{s:04d}.tar/{key}"] = buf.getvalue()
+                if s == 1 and i == 2:  # a corrupt image member: lands in the errors table
+                    _tar_add(tar, f"{key}.jpg", b"not a jpeg")
+                    _tar_add(tar, f"{key}.cls", b"1")
+                    continue
+                _tar_add(tar, f"{key}.{'png' if fmt == 'PNG' else 'jpg'}", buf.getvalue())
+                if i == 1:
+                    _tar_add(tar, f"{key}.json", json.dumps({"label": 4, "boxes": [[0, 0, 11, 9]]}).encode())
+                else:
+                    _tar_add(tar, f"{key}.cls", f"{(s + i) % 5}\n".encode())
+            if s == 0:
+                _tar_add(tar, "s0/orphan.txt", b"a caption and no image")
+    return images
+
+
+def test_webdataset_shards(dataset, tmp_path):
+    """A folder of tar shards, one shard, a glob: ids <shard>/<key>, labels, boxes, a corrupt member."""
+    from camlens.app.runs.data import read_image
+
+    _, model = dataset
+    images = write_shards(tmp_path / "shards", np.random.default_rng(3))
+    with pytest.warns(UserWarning, match="1 WebDataset sample"):
+        src = discover(tmp_path / "shards")
+    assert src.layout == "webdataset"
+    assert [it.image_id for it in src.items] == [
+        "train-0000.tar/s0/000", "train-0000.tar/s0/001", "train-0000.tar/s0/002",
+        "train-0001.tar/s1/000", "train-0001.tar/s1/001", "train-0001.tar/s1/002",
+    ]
+    by_id = {it.image_id: it for it in src.items}
+    assert [it.label for it in src.items] == [0, 4, 2, 1, 4, 1]
+    assert by_id["train-0000.tar/s0/001"].boxes == ((0, 0, 11, 9),) and by_id["train-0000.tar/s0/000"].boxes is None
+    assert by_id["train-0001.tar/s1/000"].path == str(tmp_path / "shards" / "train-0001.tar") + "/s1/000.png"
+    # decoded from the member's bytes exactly as from a file
+    (tmp_path / "x.png").write_bytes(images["train-0000.tar/s0/002"])
+    np.testing.assert_array_equal(read_image(by_id["train-0000.tar/s0/002"]), load_image(tmp_path / "x.png"))
+    with pytest.warns(UserWarning):
+        assert [it.image_id for it in discover(tmp_path / "shards" / "train-0001.tar").items][0] == "train-0001.tar/s1/000"
+        assert len(discover(str(tmp_path / "shards" / "train-*.tar")).items) == 6
+    out = tmp_path / "run"
+    with pytest.warns(UserWarning, match="no image member"):
+        res = _run_inprocess(_options(tmp_path / "shards", out, model, metrics=["pointing"], methods=["gradcam"]))
+    assert res.complete and res.images == 6 and res.errors == 1
+    run = runs.open(out)
+    assert run.config["layout"] == "webdataset"
+    assert [e["image_id"] for e in run.errors().to_pylist()] == ["train-0001.tar/s1/002"]
+    rows = {r["image_id"]: r for r in run.table().to_pylist() if r["method"] == "gradcam"}
+    assert len(rows) == 5 and rows["train-0000.tar/s0/001"]["label"] == 4
+    assert rows["train-0000.tar/s0/001"]["pointing_game"] in (0.0, 1.0) and rows["train-0000.tar/s0/000"]["pointing_game"] is None
+    assert run.map("train-0001.tar/s1/001", "gradcam").shape == (16, 16)
+    gz = tmp_path / "bad.tar"
+    gz.write_bytes(b"\x1f\x8b" + b"\0" * 600)
+    with pytest.raises(CamLensError, match="not an uncompressed tar file"):
+        discover(gz)
+
+
+def test_predicted_class_top5_from_the_methods_own_pass(dataset, tmp_path):
+    """Without labels (target pred) the first method's pass gives the prediction and the top-5."""
+    _, model_file = dataset
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "o"
+    assert _run_inprocess(_options(folder, out, model_file, methods=["scorecam", "gradcam"], metrics=[])).complete
+    spec = importlib.util.spec_from_file_location("tiny_model_for_pred", model_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(0)
+    model = module.load().eval()
+    for r in runs.open(out).table().to_pylist():
+        x = (torch.from_numpy(load_image(folder / r["image_id"])).permute(2, 0, 1)[None] - 0.5) / 0.25
+        with torch.no_grad():
+            logits = model(x)[0]
+        p, c = torch.softmax(logits, 0).topk(5)
+        assert r["target"] == "pred" and r["class"] == r["prediction"] == r["top5_classes"][0] == int(c[0])
+        assert r["top5_classes"] == c.tolist()
+        np.testing.assert_allclose(r["top5_probs"], p.numpy(), atol=1e-6)
+        if r["method"] == "gradcam":
+            assert r["score"] == pytest.approx(float(logits[r["class"]]), rel=1e-5)
+
+
+def test_resuming_a_run_written_before_top5_is_refused(reference, dataset, tmp_path):
+    import shutil
+
+    data, model = dataset
+    old = tmp_path / "old"
+    shutil.copytree(reference, old)
+    cfg = json.loads((old / "run.json").read_text())
+    del cfg["settings"]["top_k"], cfg["settings"]["curves"]
+    (old / "run.json").write_text(json.dumps(cfg))
+    with pytest.raises(CamLensError, match="stored no top-5 classes or curves: finish it with that version"):
+        _run_inprocess(_options(data, old, model))

@@ -599,7 +599,8 @@ def maps_figure(
         images: the batch the maps explain, ``(N, 3, H, W)`` or ``(N, H, W, 3)``; normalised inputs
             are rescaled to ``[0, 1]`` per image for display. ``None``: maps alone, as heat maps.
         max_images: rows shown at most (the first images of the batch).
-        colormap, image_weight: as :func:`show_cam_on_image`.
+        colormap: as :func:`show_cam_on_image`.
+        image_weight: as :func:`show_cam_on_image`.
         cell: size of one panel in inches.
 
     The figure is built without ``pyplot`` (no global state); a notebook shows it when it is the

@@ -267,3 +267,50 @@ def test_run_dff_on_image(resnet):
     out = gc.run_dff_on_image(model, model.layer4, model.fc, img, tensor, n_components=2, top_k=1)
     assert out.dtype == np.uint8 and out.shape == (64, 192, 3)  # image | overlay | legend
     np.testing.assert_array_equal(out[:, :64], np.asarray(img))
+
+
+@pytest.mark.parametrize("name", ["FullGrad", "ShapleyCAM", "FinerCAM", "RefineCAM"])
+def test_single_pass_additions_match_peer(resnet, name):
+    peer = pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam.utils import model_targets as peer_targets
+
+    from camlens.compat.grad_cam.utils import model_targets as our_targets
+
+    model, x = resnet
+    layers = [model.layer3, model.layer4] if name == "RefineCAM" else [model.layer4]
+    kind = "ClassifierOutputReST" if name == "ShapleyCAM" else "ClassifierOutputTarget"  # the target each is meant for
+    with warnings_ignored():
+        if name == "FinerCAM":  # the peer's documented call: one class for all, comparisons by similarity
+            ours = gc.FinerCAM(model, layers)(x, None, alpha=0.6, target_idx=4)
+            theirs = peer.FinerCAM(model, layers)(x, None, alpha=0.6, target_idx=4)
+        else:
+            ours = getattr(gc, name)(model, layers)(x, [getattr(our_targets, kind)(c) for c in (3, 4)])
+            theirs = getattr(peer, name)(model, layers)(x, [getattr(peer_targets, kind)(c) for c in (3, 4)])
+    assert ours.shape == theirs.shape == (2, 64, 64) and ours.dtype == theirs.dtype
+    compared = 0
+    for o, t in zip(ours, theirs):
+        if t.max() > t.min():  # a blank peer map (all channels ReLU'd away) has no correlation to compare
+            assert np.corrcoef(o.ravel(), t.ravel())[0, 1] >= 0.99, name
+            compared += 1
+    assert compared, f"{name}: the peer gave only blank maps"
+
+
+def warnings_ignored():
+    import contextlib
+    import warnings
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    return stack
+
+
+def test_finer_cam_peer_call_signature_and_targets(resnet):
+    from camlens.compat.grad_cam.utils.model_targets import ClassifierOutputReST, FinerWeightedTarget
+
+    model, x = resnet
+    cam = gc.FinerCAM(model, [model.layer4])
+    a = cam(x, alpha=1, comparison_categories=[1, 2], target_idx=3)
+    assert a.shape == (2, 64, 64) and cam.alpha == 1.0  # per-call options do not stick
+    assert isinstance(FinerWeightedTarget(3, [1, 2], 0.6)(torch.randn(10)), torch.Tensor)
+    assert isinstance(ClassifierOutputReST(3)(torch.randn(10)), torch.Tensor)

@@ -213,6 +213,9 @@ class BaseCAM:
     """True for methods that run many forward passes per image (perturbation, noise, windows)."""
     apply_relu: ClassVar[bool] = True
     """ReLU each layer's raw map before upsampling (CAM and FullGrad keep the signed/absolute map)."""
+    figure_options: ClassVar[dict[str, Any]] = {}
+    """Constructor options the docs gallery uses for this method's figure (multi-pass methods: fewer
+    samples or channels, so the docs build stays short); stated under the figure."""
 
     def __init__(
         self,

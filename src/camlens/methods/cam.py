@@ -52,6 +52,8 @@ class CAM(ActivationCAM):
 
     paper = "Zhou et al., Learning Deep Features for Discriminative Localization, CVPR 2016"
     summary = "channel weights = the linear classifier's row for the class (global-average-pooling nets)"
+    formula = r"y^c = \sum_k w^c_k\, \frac{1}{hw}\sum_{i,j} F^k_{ij} + b^c,\qquad L^c = \sum_k w^c_k F^k"
+    cost = "one forward pass without gradients; no backward pass"
     uses_gradients: ClassVar[bool] = False
     apply_relu: ClassVar[bool] = False
 

@@ -108,17 +108,27 @@ class DeepFeatureFactorization(ActivationCAM):
             model's last ``nn.Linear`` taking ``C`` features, if there is one; a warning
             otherwise) or ``None`` (default).
         top_k: classes listed per concept (default 3).
-        max_iter, tol, init, seed: NMF settings (see :func:`camlens.nmf.nmf`).
+        max_iter: NMF iterations at most (see :func:`camlens.nmf.nmf`).
+        tol: NMF stopping tolerance (see :func:`camlens.nmf.nmf`).
+        init: NMF initialisation, ``"nndsvda"`` or ``"random"`` (see :func:`camlens.nmf.nmf`).
+        seed: seed of the ``"random"`` initialisation.
 
     Example::
 
+        from camlens.image import show_factorization_on_image
+
         dff = DeepFeatureFactorization(model, "layer4", n_components=4, head="fc")
-        fac = dff.factorize(x)               # fac.maps (N, 4, H, W), fac.labels(categories)
-        overlay = show_factorization_on_image(img, fac.maps[0], labels=fac.labels(categories))
+        fac = dff.factorize(x)               # fac.maps (N, 4, H, W): concepts shared by the batch
+        categories = [f"class {i}" for i in range(1000)]   # e.g. ImageNet's class names
+        overlay = show_factorization_on_image(rgb_float_image, fac.maps[0].cpu().numpy(),
+                                              labels=fac.labels(categories))
+        maps = dff(input_tensor=x)           # (N, H, W): strength of the dominant concept
     """
 
     paper = "Collins et al., Deep Feature Factorization for Concept Discovery, ECCV 2018"
     summary = "NMF of the batch's activations into concepts; map = strength of the dominant concept"
+    formula = r"V = \big[\max(A, 0)\big]_{(Nhw)\times C} \approx W H,\quad W \ge 0,\ H \ge 0,\qquad L_n(p) = \max_j\, W_{(n,p),\,j}\,\lVert H_j \rVert"
+    cost = "one forward pass without gradients and a non-negative matrix factorisation (HALS, up to max_iter iterations) of the whole batch's (N h w) x C activation matrix; no backward pass"
     uses_gradients: ClassVar[bool] = False
 
     def __init__(

@@ -43,6 +43,8 @@ class FEM(ActivationCAM):
 
     paper = "Fuad et al., Features understanding in 3D CNNs for actions recognition in video (FEM), IPTA 2020"
     summary = "k-sigma binary channel masks weighted by the channel means (no gradients, class-agnostic)"
+    formula = r"B^k_{ij} = \mathbf{1}\big[A^k_{ij} \ge \mu_k + k_\sigma \sigma_k\big],\qquad L = \sum_k \mu_k B^k"
+    cost = "one forward pass without gradients; no backward pass"
 
     def __init__(self, *args: object, k_sigma: float = 2.0, k: float | None = None, **kwargs: object) -> None:
         if k is not None:  # pytorch-grad-cam's spelling

@@ -53,6 +53,8 @@ class FinerCAM(BaseCAM):
 
     paper = "Zhang et al., Finer-CAM: Spotting the Difference Reveals Finer Details for Visual Explanation, CVPR 2025"
     summary = "any gradient CAM of (target logit - alpha x its most similar classes' logits, probability-weighted)"
+    formula = r"p = \operatorname{softmax}(y),\quad s = \frac{\sum_j p_j\,(y_c - \alpha\, y_j)}{\sum_j p_j}\ \ (j\text{: the classes closest to } c \text{ in } |y_j - y_c|),\qquad L^c = \operatorname{CAM}_{\text{base}}(s)"
+    cost = "the base method's passes for the score s (Grad-CAM: one forward pass plus one backward pass to the target layer); the comparison classes are picked inside the same forward pass"
 
     def __init__(
         self,

@@ -74,6 +74,8 @@ class FullGrad(BaseCAM):
 
     paper = "Srinivas & Fleuret, Full-Gradient Representation for Neural Network Visualization, NeurIPS 2019"
     summary = "|input x gradient| plus |bias x gradient| of every conv/BatchNorm layer, each channel normalised"
+    formula = r"L^c = \operatorname{minmax}\Big(\psi\Big(x \odot \frac{\partial y^c}{\partial x}\Big) + \sum_l \sum_k \psi\Big(b_{lk}\, \frac{\partial y^c}{\partial z_{lk}}\Big)\Big),\qquad \psi(v) = \operatorname{Up}\big(\operatorname{minmax}(|v|)\big)"
+    cost = "one forward pass with autograd from the input, plus one backward pass to the input and to every conv and BatchNorm output; no parameter gradients"
     apply_relu: ClassVar[bool] = False
 
     def __init__(

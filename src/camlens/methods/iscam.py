@@ -31,12 +31,15 @@ class ISCAM(ScoreCAM):
 
     Example::
 
-        cam = ISCAM(model, "layer4[-1]", num_samples=10, batch_size=64)
-        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(281)])
+        cam = ISCAM(model, "layer4[-1]", num_samples=2, top_k=8, batch_size=64)  # paper: num_samples=10, all channels
+        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(281)] * len(x))
     """
 
     paper = "Naidu et al., IS-CAM: Integrated Score-CAM for axiomatic-based explanations, arXiv:2010.03023, 2020"
     summary = "Score-CAM with channel scores integrated over num_samples scaled masks"
+    figure_options: ClassVar[dict[str, Any]] = {"num_samples": 2, "top_k": 128}
+    formula = r"M_k = \operatorname{minmax}\big(\operatorname{Up}(A^k)\big),\quad s_k = \frac{1}{N}\sum_{i=1}^{N} \operatorname{softmax}\Big(f\big(x \odot \tfrac{i}{N} M_k\big)\Big)_c,\quad w^c = \operatorname{softmax}_k(s),\quad L^c = \operatorname{ReLU}\Big(\sum_k w^c_k A^k\Big)"
+    cost = "one forward pass, then num_samples forward passes of the whole model per (image, channel) pair; num_samples x C masked inputs per image (e.g. 10 x 1280 at EfficientNet-Lite0's last layer), run in chunks of batch_size"
     options: ClassVar[dict[str, Any]] = {**ScoreCAM.options, "num_samples": 10, "cumulative": False}
 
     def configure(self) -> None:

@@ -96,6 +96,8 @@ class KPCACAM(ActivationCAM):
 
     paper = "Karmani et al., KPCA-CAM: Visual Explainability of Deep Computer Vision Models using Kernel PCA, 2024"
     summary = "first kernel principal component of the activations (no gradients, class-agnostic)"
+    formula = r"K_{ij} = k(a_i, a_j),\quad \tilde K = \big(I - \tfrac{1}{hw}\mathbf{1}\mathbf{1}^\top\big) K \big(I - \tfrac{1}{hw}\mathbf{1}\mathbf{1}^\top\big),\quad \tilde K \alpha_1 = \lambda_1 \alpha_1,\qquad L_i = \sqrt{\lambda_1}\,\alpha_{1,i}"
+    cost = "one forward pass without gradients, then one eigendecomposition of an (h w) x (h w) kernel matrix per image; no backward pass"
 
     def __init__(
         self,

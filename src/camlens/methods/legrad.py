@@ -331,13 +331,16 @@ class LeGrad(BaseCAM):
 
     Example::
 
-        vit = torchvision.models.vit_b_16(weights="DEFAULT").eval()
-        maps = LeGrad(vit)(input_tensor=x, target_category=281)          # all 12 blocks
-        maps = LeGrad(vit, ["encoder.layers[-2]", "encoder.layers[-1]"])(x)
+        # vit: e.g. timm.create_model("vit_tiny_patch16_224", pretrained=True).eval()
+        images = torch.rand(2, 3, 64, 64)                            # vit here takes 64 px
+        maps = LeGrad(vit)(input_tensor=images, target_category=281)   # every block
+        maps = LeGrad(vit, ["blocks[-1]"])(images)                     # the last block only
     """
 
     paper = "Bousselham et al., LeGrad: An Explainability Method for Vision Transformers via Feature Formation Sensitivity, 2024"
     summary = "positive gradients of each layer's score w.r.t. its attention map, averaged (vision transformers)"
+    formula = r"s^l = y^c\big(\operatorname{head}(z^l)\big),\quad E^l = \frac{1}{HT}\sum_h \sum_i \operatorname{ReLU}\Big(\frac{\partial s^l}{\partial A^l_{h,i,:}}\Big),\qquad L^c = \operatorname{minmax}\Big(\frac{1}{|\Lambda|}\sum_{l \in \Lambda} E^l\Big)"
+    cost = "one forward pass, then one backward pass through the post-attention half of each target block; each block's own score is read out by the model's head; no parameter gradients"
 
     def __init__(
         self,

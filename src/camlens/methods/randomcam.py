@@ -34,6 +34,8 @@ class RandomCAM(ActivationCAM):
 
     paper = "sanity-check baseline (random channel weights), as in pytorch-grad-cam"
     summary = "random channel weights in [-1, 1] (baseline for metrics; reproducible with seed)"
+    formula = r"w_k \sim \mathcal{U}(-1, 1),\qquad L = \sum_k w_k A^k"
+    cost = "one forward pass without gradients; no backward pass"
 
     def __init__(
         self, *args: object, seed: int = 0, generator: torch.Generator | None = None, **kwargs: object

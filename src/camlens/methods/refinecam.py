@@ -44,6 +44,8 @@ class RefineCAM(BaseCAM):
 
     paper = "How to Evaluate and Refine your CAM, 2026 (arXiv:2605.14641); pytorch-grad-cam / torchcam RefineCAM"
     summary = "product over several layers of a base method's normalised maps (Grad-CAM++ by default)"
+    formula = r"L^c = \operatorname{minmax}\Big(\prod_l \operatorname{minmax}\Big(\operatorname{Up}\big(\operatorname{ReLU}(M^c_l)\big)\Big)\Big)\quad (M^c_l:\ \text{the base method's map at layer } l)"
+    cost = "the base method's passes once for all target layers (Grad-CAM++: one forward pass plus one backward pass); every layer is captured in the same passes"
 
     def __init__(
         self,

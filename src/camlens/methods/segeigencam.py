@@ -27,12 +27,18 @@ class SegEigenCAM(GradientCAM):
 
     Example::
 
+        seg_model = torchvision.models.segmentation.fcn_resnet50(weights=None, weights_backbone=None,
+                                                                  num_classes=3).eval()
+        # its output {"out": (N, classes, H, W)} is read by camlens' default output adapter
+        mask = np.ones((32, 32), dtype=np.float32)                       # the pixels of class 1 that count
         cam = SegEigenCAM(seg_model, "backbone.layer4")
-        maps = cam(input_tensor=x, targets=[SemanticSegmentationTarget(category, mask)])
+        maps = cam(input_tensor=x, targets=[SemanticSegmentationTarget(1, mask)] * len(x))
     """
 
     paper = "Chung & Ying, Seg-Eigen-CAM: Eigen-Value-Based Visual Explanations for Semantic Segmentation Models, Appl. Sci. 2025"
     summary = "first principal component of |gradient| x activation, sign so the larger extreme is positive"
+    formula = r"W = \Big|\frac{\partial y^c}{\partial A}\Big| \odot A,\quad p = \big(W - \bar W\big)\, v_1,\qquad L^c = \begin{cases} -p & \text{if } |\min p| > |\max p| \\ p & \text{otherwise} \end{cases}"
+    cost = "one forward pass plus one backward pass to the target layer (as Grad-CAM), then one SVD of the (h w) x C matrix per image"
 
     def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
         return ctx.gradients.abs()

@@ -83,8 +83,16 @@ class SESS(BaseCAM):
     Args:
         base_method: a registered method name or class (default ``"gradcam"``).
         base_options: extra constructor arguments of the base method.
-        scales, num_scales, scale_step_ratio, window_size, step_size, pre_filter_ratio, theta,
-        pool, smooth, score_softmax: see the steps above.
+        scales: the shorter-side sizes (step 1; default from ``num_scales`` and ``scale_step_ratio``).
+        num_scales: number of scales when ``scales`` is not given (step 1).
+        scale_step_ratio: size step between scales, relative to the window (step 1).
+        window_size: side of the square windows (step 2).
+        step_size: stride of the windows (step 2).
+        pre_filter_ratio: share of lowest-scoring windows dropped (step 4).
+        theta: values at or below it are left out of the fusion (step 7).
+        pool: ``"mean"`` or ``"max"`` fusion (step 7).
+        smooth: the Gaussian smoothing of step 8.
+        score_softmax: window scores from the softmax of the outputs (step 3).
 
     Example::
 
@@ -94,6 +102,8 @@ class SESS(BaseCAM):
 
     paper = "Tursun et al., SESS: Saliency Enhancing with Scaling and Sliding, ECCV 2022"
     summary = "base CAM on multi-scale sliding windows, score-weighted and fused (meta-method)"
+    formula = r"s_w = \max\Big(0, \operatorname{softmax}\big(f(x_w)\big)_c\Big),\quad \hat L_w = \frac{s_w}{\max_{v} s_v}\,\operatorname{CAM}(x_w),\qquad L^c = \operatorname{minmax}\Bigg(G * \frac{\sum_w \hat L_w\, \mathbf{1}[\hat L_w > \theta]}{\sum_w \mathbf{1}[\hat L_w > \theta]}\Bigg)"
+    cost = "one forward pass per window of every scale, plus the base method on every kept window (Grad-CAM: one forward and one backward pass each); 122 windows per square image with the default 12 scales, run in chunks of batch_size"
     uses_gradients: ClassVar[bool] = True  # with the default base method (GradCAM)
     multi_pass: ClassVar[bool] = True
 

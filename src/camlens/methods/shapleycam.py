@@ -38,6 +38,8 @@ class ShapleyCAM(GradientCAM):
 
     paper = "Cai, CAMs as Shapley Value-based Explainers, 2025 (arXiv:2501.06261)"
     summary = "channel weights = spatial mean of (gradient - 1/2 Hessian x activations)"
+    formula = r"g = \frac{\partial y^c}{\partial A},\quad H = \frac{\partial^2 y^c}{\partial A^2},\quad w^c_k = \frac{1}{hw}\sum_{i,j}\Big(g - \tfrac{1}{2} H A\Big)^k_{ij},\qquad L^c = \operatorname{ReLU}\Big(\sum_k w^c_k A^k\Big)"
+    cost = "one forward pass with autograd from the target layer on, one backward pass to the layer and one double backward through the network's tail for the Hessian-vector product H A; no parameter gradients"
 
     def __init__(
         self,

@@ -63,6 +63,8 @@ class SmoothGradCAMpp(GradientCAM):
 
     paper = "Omeiza et al., Smooth Grad-CAM++: An Enhanced Inference Level Visualization Technique for Deep CNN Models, 2019"
     summary = "Grad-CAM++ weights from derivatives averaged over noisy copies of the input"
+    formula = r"g_m = \frac{\partial S(x + \epsilon_m)}{\partial A},\ \epsilon_m \sim \mathcal{N}(0, \sigma^2),\quad D^{(p)} = \sum_m \operatorname{softmax}_m(S_m)\, g_m^{\,p},\quad \alpha^k_{ij} = \frac{D^{(2)}_{k,ij}}{2 D^{(2)}_{k,ij} + \sum_{ab} A^k_{ab} D^{(3)}_{k,ij}},\quad w_k = \sum_{ij} \alpha^k_{ij}\operatorname{ReLU}\big(D^{(1)}_{k,ij}\big),\quad L^c = \operatorname{ReLU}\Big(\sum_k w_k A^k\Big)"
+    cost = "one forward pass on the clean batch, then one forward pass plus one backward pass to the target layer per noisy copy; num_samples x N noisy images, run in chunks of batch_size"
     multi_pass: ClassVar[bool] = True
 
     def __init__(

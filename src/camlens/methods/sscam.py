@@ -37,12 +37,15 @@ class SSCAM(ScoreCAM):
 
     Example::
 
-        cam = SSCAM(model, "layer4[-1]", num_samples=10, std=0.5, generator=0, batch_size=64)
-        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(281)])
+        cam = SSCAM(model, "layer4[-1]", num_samples=2, std=0.5, generator=0, top_k=8, batch_size=64)
+        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(281)] * len(x))
     """
 
     paper = "Wang, Naidu et al., SS-CAM: Smoothed Score-CAM for Sharper Visual Feature Localization, arXiv:2006.14255, 2020"
     summary = "Score-CAM with channel scores averaged over Gaussian noise on the masks (or input)"
+    figure_options: ClassVar[dict[str, Any]] = {"num_samples": 2, "top_k": 128}
+    formula = r"M_k = \operatorname{minmax}\big(\operatorname{Up}(A^k)\big),\quad s_k = \frac{1}{N}\sum_{i=1}^{N} \operatorname{softmax}\Big(f\big(x \odot (M_k + \delta_i)\big)\Big)_c,\ \delta_i \sim \mathcal{N}(0, \sigma^2),\quad w^c = \operatorname{softmax}_k(s),\quad L^c = \operatorname{ReLU}\Big(\sum_k w^c_k A^k\Big)"
+    cost = "one forward pass, then num_samples forward passes of the whole model per (image, channel) pair; num_samples x C noisy masked inputs per image (35 x 1280 at EfficientNet-Lite0's last layer with the defaults), run in chunks of batch_size"
     options: ClassVar[dict[str, Any]] = {
         **ScoreCAM.options, "num_samples": 35, "std": 2.0, "noise": "mask", "generator": None,
     }  # fmt: skip

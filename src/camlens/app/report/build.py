@@ -18,8 +18,11 @@ method switch need no new files, and hovering reads the stored value of the cell
 *Disagreement* between methods (a sort key): the mean, over pairs of methods, of the mean absolute
 difference of their stored (min-max normalised) maps of the first target layer; in ``[0, 1]``.
 
-Not in a run, so not in the report: top-5 classes and deletion/insertion curves (the run stores
-the AUC per image, whose distribution the overview plots).
+*Top-5* (the image view): the run's ``top5_classes`` / ``top5_probs`` of the image, named with
+the run's class names (a zoo model's categories, else the ImageFolder's class folders).
+*Curves* (the overview): the mean over images of the stored per-image deletion / insertion curves
+(``deletion_curve`` / ``insertion_curve``), per method and for the centre baseline. A run written
+before these columns existed gives a report without them.
 
 Example::
 
@@ -49,7 +52,8 @@ import numpy as np
 from ...errors import ArgumentError, CamLensError, DependencyError, OutputError
 from ..evaluate import CENTER, METRICS
 from ..zoo import Preprocessing
-from ..runs.store import MAPS_DIR, RunReader
+from ..runs.data import Item
+from ..runs.store import CURVE_COLUMNS, MAPS_DIR, RunReader
 from ..runs.summary import summarise
 
 __all__ = ["STATIC_FILES", "ReportResult", "build_report"]
@@ -104,26 +108,47 @@ def _disagreement(maps: list[np.ndarray]) -> np.ndarray | None:
     return total / pairs
 
 
-def _boxes_by_id(config: dict[str, Any]) -> dict[str, Any]:
-    """Boxes of a manifest run, re-read from the manifest (the run's tables do not hold them)."""
-    data = config.get("data")
-    if config.get("layout") != "manifest" or not data or not Path(data).is_file():
+def _mean_curves(curves: dict[str, dict[str, list[Any]]], steps: int) -> list[dict[str, Any]]:
+    """Per curve column: ``x`` (fraction of pixels changed, ``k / steps``) and each method's mean curve."""
+    out = []
+    for col, by_method in curves.items():
+        means = {}
+        for m, rows in by_method.items():
+            arr = np.asarray(rows, dtype=np.float64)
+            if arr.ndim == 2 and arr.shape[0]:
+                means[m] = {"mean": [_clean(float(v)) for v in np.nanmean(arr, axis=0)], "images": int(arr.shape[0])}
+        if not means:
+            continue
+        k = len(next(iter(means.values()))["mean"])
+        x = [round(i / (k - 1), 6) for i in range(k)] if k > 1 else [0.0]
+        out.append({"name": col, "metric": col.replace("_curve", "_auc"), "x": x, "methods": means, "steps": steps})
+    return out
+
+
+def _items_by_id(config: dict[str, Any]) -> dict[str, Any]:
+    """Items of a manifest or WebDataset run, re-read from its source: their boxes (the run's tables
+    do not hold them) and, for tar shards, where each image member lies."""
+    data, layout = config.get("data"), config.get("layout")
+    if layout not in ("manifest", "webdataset") or not data:
         return {}
     from ..runs.data import discover
 
     try:
-        src = discover(data, layout="manifest")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # samples without an image: the run warned already
+            src = discover(data, layout=layout)
     except CamLensError as exc:
-        warnings.warn(f"camlens report: boxes left out, the manifest {data!r} could not be read: {exc}", stacklevel=3)
+        what = "boxes left out" if layout == "manifest" else "images and boxes left out"
+        warnings.warn(f"camlens report: {what}, the {layout} {data!r} could not be read: {exc}", stacklevel=3)
         return {}
-    return {it.image_id: it.boxes for it in src.items if it.boxes}
+    return {it.image_id: it for it in src.items}
 
 
 def _write_images(
-    paths: Sequence[str], boxes: Sequence[Any], geometry: Preprocessing, out: Path, thumb: int, quality: int, workers: int
+    items: Sequence[Any], boxes: Sequence[Any], geometry: Preprocessing, out: Path, thumb: int, quality: int, workers: int
 ) -> tuple[list[bool], list[Any]]:
     """Write ``img/K.jpg`` and ``thumb/K.jpg``; returns which worked and the boxes in input pixels."""
-    from ...image import load_image
+    from ..runs.data import read_image
 
     Image = _pil()
     (out / "img").mkdir()
@@ -131,7 +156,7 @@ def _write_images(
 
     def one(k: int) -> tuple[bool, Any]:
         try:
-            img = load_image(paths[k])
+            img = read_image(items[k])
         except (OSError, ValueError):
             return False, None
         b = np.asarray(boxes[k], dtype=np.float64) if boxes[k] else None
@@ -147,9 +172,9 @@ def _write_images(
 
     if workers > 1:
         with ThreadPoolExecutor(workers) as pool:
-            done = list(pool.map(one, range(len(paths))))
+            done = list(pool.map(one, range(len(items))))
     else:
-        done = [one(k) for k in range(len(paths))]
+        done = [one(k) for k in range(len(items))]
     return [d[0] for d in done], [d[1] for d in done]
 
 
@@ -212,6 +237,10 @@ def build_report(
     score: list[Any] = [None] * n
     names = methods + ([CENTER] if CENTER in set(cols["method"]) else [])
     values = {m: {k: [None] * n for k in metrics} for m in names}
+    has_top = "top5_classes" in cols
+    top5: list[Any] = [None] * n
+    curve_cols = [c for c in (CURVE_COLUMNS[m] for m in metrics if m in CURVE_COLUMNS) if c in cols]
+    curves: dict[str, dict[str, list[Any]]] = {c: {m: [] for m in names} for c in curve_cols}
     for r in range(table.num_rows):
         k = pos[cols["index"][r]]
         m = cols["method"][r]
@@ -224,6 +253,11 @@ def build_report(
             score[k] = _clean(cols["score"][r])
         for mt in metrics:
             values[m][mt][k] = _clean(cols[mt][r])
+        if has_top and top5[k] is None and cols["top5_classes"][r] is not None:
+            top5[k] = [[int(c), round(float(p), 5)] for c, p in zip(cols["top5_classes"][r], cols["top5_probs"][r])]
+        for c in curve_cols:
+            if cols[c][r] is not None:
+                curves[c][m].append(cols[c][r])
 
     summary = reader.summary()
     rows = [r for r in summary["rows"] if r.get("target") == target] if summary else summarise(table, names, [target], metrics)
@@ -242,14 +276,15 @@ def build_report(
     geo = settings["geometry"]
     resize = tuple(geo["resize"]) if isinstance(geo.get("resize"), list) else geo.get("resize")
     geometry = Preprocessing(resize, geo.get("crop"))
-    found_boxes = _boxes_by_id(config)
-    boxes = [found_boxes.get(i) for i in image_id]
+    found = _items_by_id(config)
+    boxes = [found[i].boxes if i in found else None for i in image_id]
+    sources = [found.get(i) or Item(i, p) for i, p in zip(image_id, path)]
     tmp = out.parent / f".tmp-report-{uuid.uuid4().hex}"
     tmp.mkdir(parents=True)
     try:
         (tmp / "data").mkdir()
         workers = workers if workers is not None else min(4, os.cpu_count() or 1)
-        ok, boxes_in = _write_images(path, boxes, geometry, tmp, thumb_size, quality, workers)
+        ok, boxes_in = _write_images(sources, boxes, geometry, tmp, thumb_size, quality, workers)
         shards = 0
         if maps_info:
             shards = (n + shard_size - 1) // shard_size
@@ -258,7 +293,7 @@ def build_report(
                 payload = {m: [[_encode_map(a[k]) for a in layer_maps[m]] for k in range(lo, hi)] for m in methods}
                 text = f"window.camlensMapsLoaded({s}, {json.dumps(payload, separators=(',', ':'))});\n"
                 (tmp / "data" / f"maps-{s:04d}.js").write_text(text)
-        classes = config.get("classes")
+        classes = config.get("class_names") or config.get("classes")
         data = {
             "version": 1,
             "title": title or f"camlens report: {Path(run_dir).resolve().name}",
@@ -277,6 +312,8 @@ def build_report(
             },
             "values": values,
             "disagreement": None if dis is None else [_clean(float(v)) for v in dis],
+            "top5": top5 if has_top else None,
+            "curves": _mean_curves(curves, int(settings.get("steps") or 0)),
             "maps": {"layers": maps_info["layers"], "sizes": maps_info["sizes"], "shard": shard_size, "shards": shards}
             if maps_info else None,
             "errors": reader.errors().select(["image_id", "reason"]).slice(0, 500).to_pylist(),

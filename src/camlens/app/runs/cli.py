@@ -13,6 +13,7 @@ from ..evaluate import METRICS
 from ..options import floats3
 from ..tables import format_table
 from ..options import device_arg, positive_int
+from .data import LAYOUTS
 from .loop import METRIC_ALIASES, TARGET_CHOICES, RunOptions, execute
 
 __all__ = ["cmd_run", "register_cli"]
@@ -24,7 +25,9 @@ examples:
   torchrun --nnodes 4 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29500 -m camlens run ...
 
 DATA: a folder of images (recursive), an ImageFolder layout (DATA/<class>/<image>: labels from the
-sorted class folder names) or a manifest (.jsonl / .json / .csv: path, label, boxes).
+sorted class folder names), a manifest (.jsonl / .json / .csv: path, label, boxes), or WebDataset
+tar shards (a .tar file, a folder of .tar files, or a quoted glob 'shards/*.tar'; per sample an image
+.jpg/.jpeg/.png/.webp and an optional .cls label or .json {"label", "boxes"}; ids <shard>/<key>).
 Rerun the same command to resume: finished images are skipped (also with another process count).
 Read the results back with `from camlens.app import runs; runs.open(OUTPUT).table()`.
 """
@@ -64,10 +67,11 @@ def register_cli(subparsers: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("data", metavar="DATA", help="image folder, ImageFolder root, or manifest (.jsonl/.json/.csv)")
+    p.add_argument("data", metavar="DATA", help="image folder, ImageFolder root, manifest (.jsonl/.json/.csv), or WebDataset .tar shard(s)/folder/glob")
     p.add_argument("--output", "-o", required=True, metavar="DIR", help="run folder (created; reused to resume)")
     p.add_argument("--model", default="efficientnet-lite0", metavar="NAME_OR_FILE",
-                   help="zoo model name (torchvision, timm:NAME, efficientnet-lite0) or a .py file whose load*() returns the model")
+                   help="zoo model name (torchvision, timm:NAME, efficientnet-lite0) or a .py file whose load*() returns the model "
+                   "(its optional MEAN, STD and CLASSES: normalisation and class names)")
     p.add_argument("--weights", default="default", metavar="default|none|PATH", help="zoo weights (none: random, seeded by --seed)")
     p.add_argument("--model-fn", default=None, help="function of the .py model file to call (default: its only load* function)")
     p.add_argument("--layer", "-l", action="append", default=None, help="target layer (repeatable; default: automatic)")
@@ -92,7 +96,7 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--no-baseline", action="store_true", help="no image-centre baseline rows")
     p.add_argument("--flush-every", type=positive_int, default=8, help="batches per Parquet part (default 8)")
     p.add_argument("--limit", type=positive_int, default=None, help="the first N images (in id order) only")
-    p.add_argument("--layout", default="auto", choices=("auto", "folder", "imagefolder", "manifest"), help="how to read DATA (default auto)")
+    p.add_argument("--layout", default="auto", choices=LAYOUTS, help="how to read DATA (default auto)")
     p.add_argument("--dist-timeout", type=float, default=360.0, metavar="MINUTES", help="how long ranks wait for each other at the end (default 360)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)

@@ -2,8 +2,9 @@
 
 Each process (rank) loads the model on its own device, takes its share of the unfinished units
 (:func:`camlens.app.runs.shard.my_units`), decodes their images in DataLoader workers, and per
-unit: one forward for the prediction (only when a ground-truth label is explained; when only the
-predicted class is explained, the first method's pass picks it), every method for every target,
+unit: the prediction and the top-5 classes (softmax probabilities) from one forward without
+autograd when a ground-truth label is explained (when only the predicted class is explained, the
+first method's own pass gives them), every method for every target,
 every metric on the method's maps (and on the image-centre baseline), then maps, errors and rows to
 the store (:mod:`camlens.app.runs.store`). When every rank is done, rank 0 writes the summary.
 
@@ -39,7 +40,7 @@ from ..evaluate import CENTER, METRICS, _make_metrics, check_metric_names
 from ..zoo import Preprocessing, load_model_file
 from .data import ImageDataset, Item, collate, discover
 from .shard import Shard, my_units, setup
-from .store import RunReader, RunStore
+from .store import CURVE_COLUMNS, RunReader, RunStore
 from .summary import format_summary, summarise
 
 __all__ = ["CRASH_ENV", "METRIC_ALIASES", "TARGET_CHOICES", "RunOptions", "RunResult", "execute"]
@@ -55,6 +56,10 @@ METRIC_ALIASES = {
     "road": "road_combined",
 }
 TARGET_CHOICES = ("auto", "label", "pred", "both")
+TOP_K = 5
+"""Classes (and softmax probabilities) stored per image: the ``top5_classes`` / ``top5_probs`` columns."""
+CURVE_METRICS = CURVE_COLUMNS
+"""Metrics whose per-image curve is stored too (a ``list<float32>`` column of ``steps + 1`` points)."""
 CRASH_ENV = "CAMLENS_RUN_CRASH_AFTER_UNITS"
 """Test hook: a process that has committed this many units dies (``os._exit(17)``) while committing
 the next one, after its maps and error rows are written and before its table part is. Under
@@ -131,8 +136,8 @@ def _canonical_methods(names: Sequence[str]) -> list[str]:
     return out
 
 
-def _load(opts: RunOptions, device: torch.device) -> tuple[torch.nn.Module, Preprocessing, tuple, tuple, Any, str]:
-    """Model (eval, on ``device``), geometry, mean, std, layers, description."""
+def _load(opts: RunOptions, device: torch.device) -> tuple[torch.nn.Module, Preprocessing, tuple, tuple, Any, str, Any]:
+    """Model (eval, on ``device``), geometry, mean, std, layers, description, class names (or ``None``)."""
     torch.manual_seed(opts.seed)  # random weights (--weights none, a file's fresh model) equal on every rank
     layers: Any = list(opts.layers) if opts.layers else None
     if opts.model.endswith(".py"):
@@ -142,6 +147,8 @@ def _load(opts: RunOptions, device: torch.device) -> tuple[torch.nn.Module, Prep
         size = opts.image_size or 224
         geometry = Preprocessing((size, size), None, mean, std)
         name = Path(opts.model).name
+        categories = getattr(module, "CLASSES", None)
+        categories = [str(c) for c in categories] if categories is not None else None
     else:
         from ..zoo import load_model
 
@@ -154,7 +161,8 @@ def _load(opts: RunOptions, device: torch.device) -> tuple[torch.nn.Module, Prep
             geometry = Preprocessing(pre.resize, pre.crop, mean, std)
         layers = layers or ([zm.target_layer] if zm.target_layer else None)
         name = zm.name
-    return model.eval().to(device), geometry, mean, std, layers, name
+        categories = list(zm.categories) if zm.categories else None
+    return model.eval().to(device), geometry, mean, std, layers, name, categories
 
 
 def _input_size(geometry: Preprocessing) -> tuple[int, int]:
@@ -214,11 +222,15 @@ def _prepare(opts: RunOptions, store: RunStore, ctx: dict[str, Any]) -> dict[str
         "metrics": ctx["metrics"], "geometry": {"resize": list(g.resize) if isinstance(g.resize, tuple) else g.resize, "crop": g.crop},
         "mean": list(ctx["mean"]), "std": list(ctx["std"]), "batch_size": opts.batch_size, "steps": opts.steps,
         "tolerance": opts.tolerance, "seed": opts.seed, "baseline": ctx["baseline"],
+        "top_k": TOP_K, "curves": [CURVE_METRICS[m] for m in ctx["metrics"] if m in CURVE_METRICS],
         "maps": {"dtype": opts.map_dtype, "layers": layer_names, "sizes": [list(s) for s in map_sizes],
                  "input_size": list(size), "chunk": opts.batch_size} if opts.maps else None,
     }
+    # names of the model's outputs (top-5, predictions): the zoo model's categories (ImageNet) or a
+    # model file's CLASSES, else the ImageFolder's sorted class folders (the label indices)
+    names = ctx["categories"] or source.classes
     config = {"settings": settings, "data": str(Path(opts.data).resolve()), "layout": source.layout,
-              "classes": source.classes}
+              "classes": source.classes, "class_names": names}
     store.prepare(config, items, arrays)
     done = store.finished_units()
     pending = [u for u in range(n_units) if u not in done]
@@ -228,6 +240,55 @@ def _prepare(opts: RunOptions, store: RunStore, ctx: dict[str, Any]) -> dict[str
 
 def _values(t: torch.Tensor) -> list[float | None]:
     return [None if math.isnan(v) else float(v) for v in t.detach().double().cpu().tolist()]
+
+
+def _logits(cam: Any, x: torch.Tensor) -> torch.Tensor:
+    logits = cam.engine.forward_outputs(x)
+    if logits.dim() != 2:
+        raise ModelOutputError(f"the model returned shape {tuple(logits.shape)}; camlens run needs (N, classes)")
+    return logits
+
+
+class _TopClass(ClassifierOutputTarget):
+    """The top class of the first output it scores (the explained image's own forward pass).
+
+    The class is fixed at that first scoring, whose outputs are kept in ``box["outputs"]``: so the
+    method's own pass gives the prediction and the top-5, with no extra forward (perturbation
+    methods then score the same class on their masked inputs).
+    """
+
+    def __init__(self, box: dict[str, Any]) -> None:
+        super().__init__(0)
+        self.box = box
+
+    @classmethod
+    def score_batch(cls, targets: Sequence[Any], outputs: torch.Tensor) -> torch.Tensor:
+        box = targets[0].box
+        if "outputs" not in box and outputs.dim() == 2 and outputs.shape[0] == len(targets):
+            box["outputs"] = outputs.detach()
+            for t, c in zip(targets, outputs.detach().argmax(dim=1).tolist()):
+                t.category = int(c)
+        return super().score_batch(targets, outputs)
+
+
+def _explain_top_class(cam: Any, x: torch.Tensor) -> tuple[Any, torch.Tensor]:
+    """Explain each image's top class; returns the explanation and the logits ``(N, classes)``.
+
+    The logits come from the method's own forward pass (checked: the explained scores must be those
+    logits at the chosen classes); where a method scored another batch first, one forward without
+    autograd gives them and the images are explained again.
+    """
+    box: dict[str, Any] = {}
+    targets = [_TopClass(box) for _ in range(x.shape[0])]
+    exp = cam.explain(x, targets)
+    out = box.get("outputs")
+    if out is not None:
+        cats = torch.tensor([t.category for t in targets], device=out.device)
+        picked = out.gather(1, cats[:, None]).squeeze(1).float()
+        if torch.allclose(picked, exp.scores.float().to(out.device), rtol=1e-6, atol=1e-7):
+            return exp, out
+    logits = _logits(cam, x)
+    return cam.explain(x, [ClassifierOutputTarget(int(c)) for c in logits.argmax(dim=1).tolist()]), logits
 
 
 @dataclass
@@ -270,12 +331,18 @@ class _UnitWork:
         has_boxes = any(b is not None and len(b) > 0 for b in batch.boxes)
         boxes = [b if b is not None else np.zeros((0, 4)) for b in batch.boxes]
         preds: list[int] | None = None
-        if "label" in self.kinds:  # the prediction column needs its own forward
-            logits = next(iter(self.cams.values())).engine.forward_outputs(x)
-            if logits.dim() != 2:
-                raise ModelOutputError(f"the model returned shape {tuple(logits.shape)}; camlens run needs (N, classes)")
-            preds = logits.argmax(dim=1).tolist()
-        results: list[tuple[str, str, list[int], list[float], dict[str, list[float | None]]]] = []
+        top_c: list[list[int]] = []
+        top_p: list[list[float]] = []
+
+        def read_logits(logits: torch.Tensor) -> list[int]:
+            nonlocal top_c, top_p
+            p, c = torch.softmax(logits.float(), dim=1).topk(min(TOP_K, logits.shape[1]), dim=1)
+            top_p, top_c = p.cpu().tolist(), c.cpu().tolist()
+            return logits.argmax(dim=1).tolist()
+
+        if "label" in self.kinds:  # the prediction and top-5 need their own forward (without autograd)
+            preds = read_logits(_logits(self.cams[self.methods[0]], x))
+        results: list[tuple[str, str, list[int], list[float], dict[str, list[Any]]]] = []
         for kind in self.kinds:
             classes = labels if kind == "label" else preds
             target_t = None
@@ -285,9 +352,9 @@ class _UnitWork:
                     scores = [float("nan")] * n
                 else:
                     cam = self.cams[name]
-                    if classes is None:  # predicted class, picked by this first pass
-                        exp = cam.explain(x, target_category=None)
-                        preds = classes = [int(t.category) for t in exp.targets]  # type: ignore[attr-defined]
+                    if classes is None:  # predicted class: this first pass picks it and gives the top-5
+                        exp, logits = _explain_top_class(cam, x)
+                        preds = classes = read_logits(logits)
                     else:
                         exp = cam.explain(x, [ClassifierOutputTarget(int(c)) for c in classes])
                     maps, scores = exp.cam, exp.scores.double().cpu().tolist()
@@ -302,12 +369,14 @@ class _UnitWork:
                         blocks[f"{name}/{kind}/{j}"][local] = pp.minmax_normalize(m).cpu().numpy()
                 if target_t is None:
                     target_t = torch.tensor(classes, device=self.device)
-                vals: dict[str, list[float | None]] = {}
+                vals: dict[str, list[Any]] = {}
                 for mname, metric in self.scorers[(name, kind)].items():
                     if METRICS[mname][1]:  # localisation: maps and boxes
                         vals[mname] = _values(metric.update(maps, boxes=boxes)) if has_boxes else [None] * n
                     else:  # faithfulness: the model on the masked input
                         vals[mname] = _values(metric.update(x, maps, target_t))
+                        if mname in CURVE_METRICS:  # (N, steps + 1), float32 in the table
+                            vals[CURVE_METRICS[mname]] = metric.curves.float().cpu().tolist()
                     metric.reset()  # per-image values go to the table; nothing accumulates
                 results.append((name, kind, list(classes), scores, vals))  # type: ignore[arg-type]
         for name, kind, classes, scores, vals in results:
@@ -325,6 +394,10 @@ class _UnitWork:
                 rows["score"].append(None if math.isnan(scores[k]) else float(scores[k]))
                 for mname in self.metrics:
                     rows[mname].append(vals[mname][k])
+                    if mname in CURVE_METRICS:
+                        rows[CURVE_METRICS[mname]].append(vals[CURVE_METRICS[mname]][k])
+                rows["top5_classes"].append(top_c[k])
+                rows["top5_probs"].append(top_p[k])
         return rows, blocks, err_rows
 
 
@@ -347,7 +420,7 @@ def _execute(opts: RunOptions, shard: Shard) -> RunResult:
     methods = _canonical_methods(opts.methods)
     metrics = _canonical_metrics(opts.metrics)
     device = shard.device
-    model, geometry, mean, std, layers, model_name = _load(opts, device)
+    model, geometry, mean, std, layers, model_name, categories = _load(opts, device)
     cams = {
         m: get_method(m)(model, target_layers=layers, batch_size=opts.batch_size, progress=False) for m in methods
     }
@@ -360,7 +433,7 @@ def _execute(opts: RunOptions, shard: Shard) -> RunResult:
     if shard.is_main:
         try:
             ctx = dict(geometry=geometry, first=first, device=device, methods=methods, metrics=metrics,
-                       mean=mean, std=std, model_name=model_name, baseline=baseline)
+                       mean=mean, std=std, model_name=model_name, baseline=baseline, categories=categories)
             plan = _prepare(opts, store, ctx)
         except Exception as exc:  # noqa: BLE001 - every rank must hear about it, then rank 0 re-raises
             failure = exc

@@ -15,6 +15,8 @@ from .eigen_cam import EigenCAM
 from .eigen_grad_cam import EigenGradCAM
 from .feature_factorization.deep_feature_factorization import DeepFeatureFactorization, run_dff_on_image
 from .fem import FEM
+from .finer_cam import FinerCAM
+from .fullgrad_cam import FullGrad
 from .grad_cam import GradCAM
 from .grad_cam_elementwise import GradCAMElementWise
 from .grad_cam_plusplus import GradCAMPlusPlus
@@ -23,8 +25,10 @@ from .hirescam import HiResCAM
 from .kpca_cam import KPCA_CAM
 from .layer_cam import LayerCAM
 from .random_cam import RandomCAM
+from .refine_cam import RefineCAM
 from .score_cam import ScoreCAM
 from .seg_eigen_cam import SegEigenCAM
+from .shapley_cam import ShapleyCAM
 from .sess import SESS
 from .xgrad_cam import XGradCAM
 
@@ -37,10 +41,14 @@ __all__ = [
     "BaseCAM",
     "DeepFeatureFactorization",
     "FEM",
+    "FinerCAM",
+    "FullGrad",
     "KPCA_CAM",
     "RandomCAM",
+    "RefineCAM",
     "SESS",
     "SegEigenCAM",
+    "ShapleyCAM",
     "run_dff_on_image",
     "EigenCAM",
     "EigenGradCAM",

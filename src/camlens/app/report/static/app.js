@@ -178,9 +178,10 @@
     });
     wrap.appendChild(t);
     root.appendChild(wrap);
-    root.appendChild(el("p", { "class": "note" }, "↑ higher is better, ↓ lower is better; bold: the best method. The run stores each image's deletion/insertion AUC, not the curves: their distributions are below."));
+    root.appendChild(el("p", { "class": "note" }, "↑ higher is better, ↓ lower is better; bold: the best method."));
     var plots = el("div", { "class": "plots" });
     var names = D.methods.concat(D.baseline ? [D.baseline] : []);
+    (D.curves || []).forEach(function (c) { plots.appendChild(curvePlot(c, names)); });
     D.metrics.forEach(function (m) { plots.appendChild(histogram(m, names)); });
     if (HAS_LABELS) {
       var pg = D.metrics.filter(function (m) { return m.name === "pointing_game"; })[0];
@@ -239,6 +240,41 @@
     svg.appendChild(ty);
     box.appendChild(svg);
     box.appendChild(legend(names));
+    return box;
+  }
+  function curvePlot(c, names) {
+    var deleting = c.name.indexOf("deletion") === 0, m = D.metrics.filter(function (x) { return x.name === c.metric; })[0];
+    var box = el("div", { "class": "plot curve", "data-curve": c.name });
+    box.appendChild(el("h3", { title: "mean over images of the per-image curves stored by the run" },
+      "mean " + (deleting ? "deletion" : "insertion") + " curve" + (m ? (m.higher ? " (AUC ↑ better)" : " (AUC ↓ better)") : "")));
+    var shown = names.filter(function (n) { return c.methods[n]; }), top = 0;
+    shown.forEach(function (n) { c.methods[n].mean.forEach(function (v) { if (v !== null) { top = Math.max(top, v); } }); });
+    top = top > 0 ? Math.min(1, Math.ceil(top * 10) / 10) : 1;
+    var W = 300, H = 150, L = 30, B = 20, R = 4, svg = svgEl("svg", { viewBox: "0 0 " + W + " " + H, role: "img" });
+    svg.appendChild(svgEl("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, stroke: "#999" }));
+    svg.appendChild(svgEl("line", { x1: L, y1: 4, x2: L, y2: H - B, stroke: "#999" }));
+    shown.forEach(function (n) {
+      var i = names.indexOf(n), pts = [];
+      c.methods[n].mean.forEach(function (v, j) {
+        if (v === null) { return; }
+        pts.push((L + (W - R - L) * c.x[j]).toFixed(1) + "," + (H - B - (H - B - 6) * v / top).toFixed(1));
+      });
+      var line = svgEl("polyline", { points: pts.join(" "), fill: "none", stroke: PALETTE[i % PALETTE.length], "stroke-width": 1.5, "data-method": n });
+      var tip = svgEl("title");
+      tip.textContent = (n === D.baseline ? "centre baseline" : n) + " (" + c.methods[n].images + " images)";
+      line.appendChild(tip);
+      svg.appendChild(line);
+    });
+    [["0", L, "start"], [deleting ? "fraction of pixels deleted → 1" : "fraction of pixels inserted → 1", W - R, "end"]].forEach(function (a) {
+      var tx = svgEl("text", { x: a[1], y: H - 5, "font-size": 10, "text-anchor": a[2] });
+      tx.textContent = a[0];
+      svg.appendChild(tx);
+    });
+    var ty = svgEl("text", { x: 2, y: 12, "font-size": 10 });
+    ty.textContent = "p " + top.toFixed(1);
+    svg.appendChild(ty);
+    box.appendChild(svg);
+    box.appendChild(legend(shown));
     return box;
   }
   function perClass(title, names, value) {
@@ -357,6 +393,19 @@
     facts.push("explained class " + className(D.images.cls[k]) + " (" + D.target + "), score " + fmt(D.images.score[k]));
     if (D.disagreement) { facts.push("disagreement between methods " + fmt(D.disagreement[k])); }
     $("view-facts").textContent = facts.join(" · ");
+    var top = D.top5 ? D.top5[k] : null, ol = $("view-top5");
+    ol.textContent = "";
+    $("view-top5-wrap").hidden = !top;
+    (top || []).forEach(function (cp) {
+      var named = D.classes && D.classes[cp[0]] !== undefined;
+      var li = el("li", { "data-class": cp[0], "data-p": cp[1] }), bar = el("span", { "class": "bar" });
+      if (cp[0] === D.images.label[k]) { li.className = "is-label"; li.title = "the ground-truth label"; }
+      bar.style.width = (100 * cp[1]).toFixed(1) + "%";
+      li.appendChild(bar);
+      li.appendChild(el("span", { "class": "cls" }, named ? D.classes[cp[0]] + " (" + cp[0] + ")" : "class " + cp[0]));
+      li.appendChild(el("span", { "class": "p" }, (100 * cp[1]).toFixed(1) + "%"));
+      ol.appendChild(li);
+    });
     var panels = $("panels"), size = D.inputSize ? Math.min(224, Math.max(D.inputSize[0], D.inputSize[1])) : 224;
     panels.textContent = "";
     var p0 = el("div", { "class": "panel" });

@@ -10,8 +10,10 @@ import torch
 
 from camlens.targets import (
     BinaryClassifierOutputTarget,
+    ClassifierOutputReST,
     ClassifierOutputSoftmaxTarget,
     ClassifierOutputTarget,
+    FinerWeightedTarget,
     RawScoresOutputTarget,
     BoxScoreTarget,
     SemanticSegmentationTarget,
@@ -20,6 +22,8 @@ from camlens.targets import (
 __all__ = [
     "ClassifierOutputTarget",
     "ClassifierOutputSoftmaxTarget",
+    "ClassifierOutputReST",
+    "FinerWeightedTarget",
     "BinaryClassifierOutputTarget",
     "SoftmaxOutputTarget",
     "RawScoresOutputTarget",
