@@ -54,7 +54,11 @@ def test_targets_from_categories():
     assert [t.category for t in targets_from_categories(np.int64(1), out)] == [1, 1]
     assert [t.category for t in targets_from_categories(torch.tensor([0, 1]), out)] == [0, 1]
     with pytest.raises(TargetError, match="targets=\\[...\\]"):
-        targets_from_categories(None, torch.zeros(2, 3, 4, 4))
+        targets_from_categories(None, torch.zeros(2, 3, 4))
+    # (N, K, H, W) segmentation maps: the pixels of each image's most frequent class (tests/test_tasks_segmentation.py)
+    assert [type(t).__name__ for t in targets_from_categories(None, torch.zeros(2, 3, 4, 4))] == [
+        "SemanticSegmentationTarget"
+    ] * 2
 
 
 def test_classifier_target_rejects_non_integers():

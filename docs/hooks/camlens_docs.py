@@ -39,6 +39,7 @@ GUIDES: list[tuple[str, str]] = [
     ("architectures.md", "Architectures and automatic layers"),
     ("vision-transformers.md", "Vision transformers"),
     ("inputs.md", "Signals, volumes, video and several inputs"),
+    ("tasks.md", "Detection, segmentation, embeddings"),
     ("metrics.md", "Judging explanations"),
     ("perturbation.md", "Perturbation methods"),
     ("dataset-runs.md", "Dataset runs and the explorer"),

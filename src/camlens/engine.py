@@ -19,7 +19,11 @@ How a call works (:meth:`Engine.run`):
   and a note giving camlens's context (input shape, model, the likely fix);
 * the model's output goes through an *output adapter* (tensors pass through; dicts give
   ``"logits"`` or ``"out"`` or their only tensor; objects give ``.logits``; tuples their first
-  tensor) and then through the targets, giving one score per image.
+  tensor; a list of per-image mappings, as torchvision detectors return, stays a list) and then
+  through the targets, giving one score per image;
+* a target layer may return a mapping of tensors (a feature pyramid: torchvision's FPN
+  ``backbone``): each tensor is captured and gets its own gradient, and ``reshape_transform``
+  (e.g. :class:`camlens.reshape.FPNReshape`) turns the mapping into one ``(N, C, h, w)`` map.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Union
 
 import torch
 from torch import nn
@@ -52,6 +56,8 @@ __all__ = [
     "Capture",
     "Engine",
     "default_output_adapter",
+    "detach_outputs",
+    "check_adapted",
     "forward_outputs",
     "model_device",
     "prepare_images",
@@ -60,19 +66,63 @@ __all__ = [
     "CamLensWarning",
 ]
 
-OutputAdapter = Callable[[Any], torch.Tensor]
-TargetResolver = Callable[[torch.Tensor], Sequence[TargetFn]]
+OutputAdapter = Callable[[Any], Any]
+"""Model output -> a ``(N, ...)`` score tensor, or a list of ``N`` per-image outputs (detection dicts)."""
+TargetResolver = Callable[[Any], Sequence[TargetFn]]
+Activation = Union[torch.Tensor, "dict[str, torch.Tensor]"]
+"""What a target layer returned: a tensor, or a mapping of tensors (a feature pyramid)."""
 
 
-def default_output_adapter(output: Any) -> torch.Tensor:
-    """Turn a model's output into a score tensor ``(N, ...)``.
+def _is_per_image(output: Any) -> bool:
+    return isinstance(output, (list, tuple)) and len(output) > 0 and all(isinstance(o, Mapping) for o in output)
 
-    Tensors pass through; mappings give ``"logits"``, else ``"out"`` (torchvision segmentation),
+
+def detach_outputs(outputs: Any) -> Any:
+    """``outputs`` with every tensor detached (a tensor, or a list of per-image dicts of tensors)."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs.detach()
+    if isinstance(outputs, Mapping):
+        return {k: detach_outputs(v) for k, v in outputs.items()}
+    if isinstance(outputs, (list, tuple)):
+        return [detach_outputs(o) for o in outputs]
+    return outputs
+
+
+def check_adapted(outputs: Any, n: int | None = None) -> Any:
+    """Check that an output adapter returned a ``(N, ...)`` tensor or a list of ``N`` per-image outputs."""
+    if isinstance(outputs, torch.Tensor):
+        if n is not None and (outputs.dim() == 0 or outputs.shape[0] != n):
+            raise ModelOutputError(
+                f"the model output has shape {tuple(outputs.shape)}; expected a leading batch axis "
+                f"of {n}; pass an output_adapter that returns (N, ...) scores"
+            )
+        return outputs
+    if isinstance(outputs, list):
+        if n is not None and len(outputs) != n:
+            raise ModelOutputError(
+                f"the model returned {len(outputs)} per-image outputs for a batch of {n} images; "
+                "pass an output_adapter that returns one output per image"
+            )
+        return outputs
+    raise ModelOutputError(
+        f"output_adapter returned a {type(outputs).__name__}; it must return a tensor "
+        "(or a list with one output per image, e.g. detection dicts)"
+    )
+
+
+def default_output_adapter(output: Any) -> Any:
+    """Turn a model's output into a score tensor ``(N, ...)`` (or a list of per-image outputs).
+
+    Tensors pass through; a list of per-image mappings (torchvision detectors' ``boxes`` /
+    ``labels`` / ``scores`` dicts) is returned as a list, one entry per image, for detection targets
+    such as :class:`camlens.targets.BoxScoreTarget`; mappings give ``"logits"``, else ``"out"`` (torchvision segmentation),
     else their only tensor value; objects with a ``.logits`` tensor (HuggingFace) give it;
     tuples and lists give their first tensor (e.g. a main head before auxiliary heads).
     """
     if isinstance(output, torch.Tensor):
         return output
+    if _is_per_image(output):
+        return list(output)
     if isinstance(output, Mapping):
         for key in ("logits", "out"):
             if isinstance(output.get(key), torch.Tensor):
@@ -95,7 +145,7 @@ def default_output_adapter(output: Any) -> torch.Tensor:
     )
 
 
-def forward_outputs(model: nn.Module, x: torch.Tensor, output_adapter: OutputAdapter | None = None) -> torch.Tensor:
+def forward_outputs(model: nn.Module, x: torch.Tensor, output_adapter: OutputAdapter | None = None) -> Any:
     """The adapted output of ``model`` for ``x``: no capture hooks, no autograd, detached.
 
     The one forward-without-hooks of the library (engine, perturbation methods and metrics use it).
@@ -103,9 +153,7 @@ def forward_outputs(model: nn.Module, x: torch.Tensor, output_adapter: OutputAda
     """
     with torch.no_grad():
         out = (output_adapter or default_output_adapter)(call_model(model, x))
-    if not isinstance(out, torch.Tensor):
-        raise ModelOutputError(f"output_adapter returned a {type(out).__name__}; it must return a tensor")
-    return out.detach()
+    return detach_outputs(check_adapted(out))
 
 
 def model_device(model: nn.Module, fallback: torch.device | None = None) -> torch.device:
@@ -270,15 +318,15 @@ def call_model(model: nn.Module, x: torch.Tensor) -> Any:
 class Capture:
     """What one forward (and backward) pass produced. Everything is detached from autograd."""
 
-    outputs: torch.Tensor
-    """The adapted model output ``(N, ...)``."""
+    outputs: Any
+    """The adapted model output ``(N, ...)`` (or a list of ``N`` per-image outputs, e.g. detections)."""
     scores: torch.Tensor
     """The target score of each image ``(N,)``, float32 (float64 for a float64 model)."""
     targets: list[TargetFn]
     """The target of each image (resolved from ``target_category`` when not given)."""
-    activations: list[torch.Tensor]
-    """Each target layer's output, as the layer returned it."""
-    gradients: list[torch.Tensor] | None
+    activations: list[Activation]
+    """Each target layer's output, as the layer returned it (a tensor or a mapping of tensors)."""
+    gradients: list[Activation] | None
     """d(score)/d(activation) per layer, same shapes as ``activations``; ``None`` when not asked."""
     input_gradient: torch.Tensor | None = None
     """d(score)/d(input) ``(N, C, H, W)`` when the engine was built with ``input_gradient=True``."""
@@ -363,25 +411,39 @@ class Engine:
         store: dict[int, torch.Tensor] = {}
         token = object()  # this call's forward pass; the hooks ignore every other one
 
+        def capture(output: torch.Tensor) -> torch.Tensor:
+            if not need_gradients:
+                # A copy: an in-place op after the layer (ReLU(inplace=True)) must not change it.
+                return output.detach().clone()
+            if output.requires_grad:
+                return output
+            # First target layer reached: start recording autograd from here on.
+            torch.set_grad_enabled(True)
+            return output.detach().requires_grad_(True)
+
         def make_hook(index: int, name: str) -> Callable[..., Any]:
             def hook(module: nn.Module, args: Any, output: Any) -> Any:
                 if not in_capture(token):
                     return None
+                if isinstance(output, Mapping) and output and all(
+                    isinstance(v, torch.Tensor) for v in output.values()
+                ):
+                    # A feature pyramid: capture every level; downstream gets copies, same mapping type.
+                    store[index] = {k: capture(v) for k, v in output.items()}
+                    if not need_gradients:
+                        return None
+                    copy = type(output)() if isinstance(output, dict) else {}
+                    for k, v in store[index].items():
+                        copy[k] = v.clone()
+                    return copy
                 if not isinstance(output, torch.Tensor):
                     raise LayerOutputError(
                         f"target layer {name!r} ({type(module).__name__}) returned a {type(output).__name__}, "
-                        "not a tensor; choose a submodule that returns a tensor"
+                        "not a tensor (or a mapping of tensors); choose a submodule that returns a tensor"
                     )
+                store[index] = capture(output)
                 if not need_gradients:
-                    # A copy: an in-place op after the layer (ReLU(inplace=True)) must not change it.
-                    store[index] = output.detach().clone()
                     return None
-                if output.requires_grad:
-                    store[index] = output
-                else:
-                    # First target layer reached: start recording autograd from here on.
-                    torch.set_grad_enabled(True)
-                    store[index] = output.detach().requires_grad_(True)
                 # Downstream gets a copy: in-place ops after the layer cannot touch the capture.
                 return store[index].clone()
 
@@ -399,16 +461,7 @@ class Engine:
                     raw = call_model(self.model, x)
                 if need_gradients:
                     torch.set_grad_enabled(True)
-                outputs = self.output_adapter(raw)
-                if not isinstance(outputs, torch.Tensor):
-                    raise ModelOutputError(
-                        f"output_adapter returned a {type(outputs).__name__}; it must return a tensor"
-                    )
-                if outputs.dim() == 0 or outputs.shape[0] != x.shape[0]:
-                    raise ModelOutputError(
-                        f"the model output has shape {tuple(outputs.shape)}; expected a leading batch axis "
-                        f"of {x.shape[0]}; pass an output_adapter that returns (N, ...) scores"
-                    )
+                outputs = check_adapted(self.output_adapter(raw), x.shape[0])
                 missing = [name for i, (name, _) in enumerate(self.layers) if i not in store]
                 if missing and not self.optional_layers:
                     raise LayerNotRunError(
@@ -418,9 +471,9 @@ class Engine:
                     )
                 if targets is None:
                     if resolve_targets is not None:
-                        targets = list(resolve_targets(outputs.detach()))
+                        targets = list(resolve_targets(detach_outputs(outputs)))
                     else:
-                        targets = targets_from_categories(target_category, outputs.detach())
+                        targets = targets_from_categories(target_category, detach_outputs(outputs))
                 else:
                     targets = list(targets)
                 scores = score_targets(targets, outputs, differentiable=need_gradients)
@@ -431,20 +484,26 @@ class Engine:
                         scores, activations, x if from_input else None
                     )
         return Capture(
-            outputs=outputs.detach(),
+            outputs=detach_outputs(outputs),
             scores=scores.detach().to(torch.promote_types(scores.dtype, torch.float32)),  # autocast, half: float32
             targets=list(targets),
-            activations=[a.detach() if a is not None else None for a in activations],  # type: ignore[misc]
+            activations=[detach_outputs(a) if a is not None else None for a in activations],
             gradients=gradients,
             input_gradient=input_gradient,
             hessian_vector=hessian_vector,
         )
 
     def _gradients(
-        self, scores: torch.Tensor, activations: list[torch.Tensor | None], x: torch.Tensor | None
+        self, scores: torch.Tensor, activations: list[Activation | None], x: torch.Tensor | None
     ) -> tuple[list[Any], torch.Tensor | None, list[Any] | None]:
         # Images are independent in eval mode, so d(sum of scores)/dA gives each image's own gradient.
-        present = [a for a in activations if a is not None]
+        # A mapping-valued layer (feature pyramid) gets one gradient per tensor, in a mapping again.
+        present: list[torch.Tensor] = []
+        for a in activations:
+            if isinstance(a, Mapping):
+                present.extend(a.values())
+            elif a is not None:
+                present.append(a)
         inputs = present + ([x] if x is not None else [])
         if scores.requires_grad:
             found = list(
@@ -457,23 +516,36 @@ class Engine:
             last = found.pop()
             input_gradient = torch.zeros_like(x) if last is None else last.detach()
         it = iter(found)
-        grads = [next(it) if a is not None else None for a in activations]
+        grads: list[Any] = []
+        for a in activations:
+            if isinstance(a, Mapping):
+                grads.append({k: next(it) for k in a})
+            else:
+                grads.append(next(it) if a is not None else None)
         hessian_vector = None
         if self.hessian_vector:
-            hessian_vector = [self._hessian_vector(a, g) if a is not None else None for a, g in zip(activations, grads)]
+            hessian_vector = [
+                None if a is None
+                else {k: self._hessian_vector(a[k], g[k]) for k in a} if isinstance(a, Mapping)
+                else self._hessian_vector(a, g)
+                for a, g in zip(activations, grads)
+            ]  # fmt: skip
         out: list[Any] = []
         for (name, _), act, grad in zip(self.layers, activations, grads):
+            if isinstance(act, Mapping):
+                # A pyramid: no per-level zero check (a box may draw on one level only).
+                if all(g is None for g in grad.values()):
+                    if self.optional_layers:
+                        out.append(None)
+                        continue
+                    self._warn_unused(name)
+                out.append({k: torch.zeros_like(act[k]) if g is None else g.detach() for k, g in grad.items()})
+                continue
             if self.optional_layers:  # the method skips what did not run or does not reach the score
                 out.append(None if act is None or grad is None else grad.detach())
                 continue
             if grad is None:
-                warnings.warn(
-                    f"the target score does not depend on layer {name!r}: its gradient is zero, so "
-                    "gradient-based maps are blank. Choose a layer on the path to the output "
-                    "(e.g. for ViT the class token is read by the head: use a block's norm1, not the last norm).",
-                    CamLensWarning,
-                    stacklevel=4,
-                )
+                self._warn_unused(name)
                 grad = torch.zeros_like(act)
             elif not bool(grad.detach().flatten(1).abs().amax(dim=1).gt(0).all()):
                 warnings.warn(
@@ -486,6 +558,16 @@ class Engine:
                 )
             out.append(grad.detach())
         return out, input_gradient, hessian_vector
+
+    @staticmethod
+    def _warn_unused(name: str) -> None:
+        warnings.warn(
+            f"the target score does not depend on layer {name!r}: its gradient is zero, so "
+            "gradient-based maps are blank. Choose a layer on the path to the output "
+            "(e.g. for ViT the class token is read by the head: use a block's norm1, not the last norm).",
+            CamLensWarning,
+            stacklevel=5,
+        )
 
     @staticmethod
     def _hessian_vector(act: torch.Tensor, grad: torch.Tensor | None) -> torch.Tensor:

@@ -26,6 +26,7 @@ __all__ = [
     "load_image",
     "save_image",
     "resize_and_crop",
+    "draw_detections",
     "show_maps",
     "maps_figure",
     "figure_png",
@@ -516,6 +517,75 @@ def save_image(path: str | Path, img: np.ndarray, *, palette: bool = False) -> P
     return path
 
 
+def _box_colour(label: int) -> tuple[int, int, int]:
+    """A fixed, well-separated colour per label (golden-ratio hue steps)."""
+    import colorsys
+
+    r, g, b = colorsys.hsv_to_rgb((0.13 + 0.618034 * int(label)) % 1.0, 0.9, 1.0)
+    return int(255 * r), int(255 * g), int(255 * b)
+
+
+def draw_detections(
+    image: Any,
+    boxes: Any,
+    labels: Any = None,
+    scores: Any = None,
+    class_names: Sequence[str] | None = None,
+    *,
+    width: int = 2,
+) -> np.ndarray:
+    """Draw detection boxes, with ``label score`` captions, on an image; returns uint8 ``(H, W, 3)``.
+
+    Args:
+        image: uint8 ``(H, W, 3)`` (e.g. the output of :func:`show_cam_on_image`) or float in ``[0, 1]``.
+        boxes: ``(K, 4)`` boxes ``(x1, y1, x2, y2)`` in pixels (numpy or torch).
+        labels: ``(K,)`` integer labels (optional); each label gets its own colour.
+        scores: ``(K,)`` scores (optional), written after the label.
+        class_names: names indexed by label (optional; the number is shown otherwise).
+        width: line width in pixels.
+
+    Needs Pillow (the ``image`` extra). Example::
+
+        overlay = show_cam_on_image(img, maps[0], use_rgb=True)
+        out = model(x)[0]
+        overlay = draw_detections(overlay, out["boxes"], out["labels"], out["scores"])
+    """
+    from PIL import Image, ImageDraw
+
+    arr = _to_numpy(image)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise InputShapeError(f"image must be (H, W, 3); got shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        if arr.max() > 1.0 + 1e-6 or arr.min() < -1e-6:
+            raise InputTypeError(
+                f"a float image must be in [0, 1]; got values in [{arr.min():.3g}, {arr.max():.3g}] (or pass uint8)"
+            )
+        arr = np.uint8(np.clip(np.rint(arr * 255), 0, 255))
+    box_arr = _to_numpy(boxes).astype(np.float64).reshape(-1, 4)
+    k = box_arr.shape[0]
+    label_arr = None if labels is None else _to_numpy(labels).reshape(-1)
+    score_arr = None if scores is None else _to_numpy(scores).astype(np.float64).reshape(-1)
+    for name, values in (("labels", label_arr), ("scores", score_arr)):
+        if values is not None and values.shape[0] != k:
+            raise InputShapeError(f"draw_detections got {k} boxes but {values.shape[0]} {name}; pass one per box")
+    canvas = Image.fromarray(np.ascontiguousarray(arr))
+    draw = ImageDraw.Draw(canvas)
+    for i, (x1, y1, x2, y2) in enumerate(box_arr.tolist()):
+        label = None if label_arr is None else int(label_arr[i])
+        colour = _box_colour(label if label is not None else 0)
+        draw.rectangle([x1, y1, x2, y2], outline=colour, width=max(1, int(width)))
+        parts = []
+        if label is not None:
+            parts.append(class_names[label] if class_names is not None and 0 <= label < len(class_names) else str(label))
+        if score_arr is not None:
+            parts.append(f"{score_arr[i]:.2f}")
+        if parts:
+            text = " ".join(parts)
+            left, top, right, bottom = draw.textbbox((x1, y1), text)
+            ty = y1 - (bottom - top) - 2 if y1 - (bottom - top) - 2 >= 0 else y1
+            draw.rectangle([x1, ty, x1 + (right - left) + 2, ty + (bottom - top) + 2], fill=colour)
+            draw.text((x1 + 1, ty), text, fill=(0, 0, 0))
+    return np.asarray(canvas, dtype=np.uint8).copy()
 # ---------------------------------------------------------------------- notebooks: maps beside images
 def _display_images(images: Any, n: int) -> list[np.ndarray | None]:
     """``n`` float RGB ``(H, W, 3)`` images in ``[0, 1]`` for display, or ``None`` entries without images.

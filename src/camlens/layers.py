@@ -28,13 +28,14 @@ from torch import nn
 from .engine import default_output_adapter, model_device, model_dtype
 from .errors import CamLensError, LayerNotFoundError
 from .hooks import HookSet, eval_mode, find_submodule, resolve_layers, unwrap_model
-from .reshape import ChannelsLast, TokenReshape
+from .reshape import ChannelsLast, FPNReshape, TokenReshape
 
 __all__ = [
     "LayerChoice",
     "Family",
     "FamilyMatch",
     "FAMILIES",
+    "TASK_FAMILIES",
     "auto_target_layers",
     "detect_family",
     "generic_target_layer",
@@ -148,6 +149,73 @@ def _is_timm_vit(m: nn.Module) -> bool:
         and isinstance(getattr(m, "num_prefix_tokens", None), int)
     )
 
+
+def _last_child(m: nn.Module, path: str) -> Optional[str]:
+    """``path.<last child>`` (e.g. the last stage kept by an ``IntermediateLayerGetter``)."""
+    parent = find_submodule(m, path)
+    children = [n for n, _ in parent.named_children()] if parent is not None else []
+    return f"{path}.{children[-1]}" if children else None
+
+
+def _is_detector(m: nn.Module) -> bool:
+    return _has(m, "backbone") and (
+        _has(m, "rpn", "roi_heads") or (_has(m, "head", "anchor_generator")) or _has(m, "head", "box_coder")
+    )
+
+
+def _is_segmenter(m: nn.Module) -> bool:
+    return _has(m, "backbone", "classifier") and type(find_submodule(m, "backbone")).__name__ == "IntermediateLayerGetter"
+
+
+DETECTOR = Family(
+    name="Object detectors (torchvision Faster/Mask/Keypoint R-CNN, RetinaNet, FCOS, SSD)",
+    classes=("GeneralizedRCNN", "RetinaNet", "FCOS", "SSD"),
+    structure=_is_detector,
+    layer=lambda m: "backbone",
+    why="the feature pyramid (every FPN level, resized to the finest level's grid and stacked)",
+    reshape=lambda m: FPNReshape(),
+    examples=(
+        "fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2", "fasterrcnn_mobilenet_v3_large_fpn",
+        "maskrcnn_resnet50_fpn", "retinanet_resnet50_fpn", "retinanet_resnet50_fpn_v2", "fcos_resnet50_fpn",
+        "ssd300_vgg16", "ssdlite320_mobilenet_v3_large",
+    ),
+)
+
+SEGMENTER = Family(
+    name="Semantic segmentation (torchvision FCN, DeepLabV3, LRASPP)",
+    classes=("FCN", "DeepLabV3", "LRASPP"),
+    structure=_is_segmenter,
+    layer=lambda m: _last_child(m, "backbone"),
+    why="last backbone stage, the features the segmentation head reads",
+    examples=(
+        "fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_resnet101",
+        "deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large",
+    ),
+)
+
+def _hf_vit_tokens(m: nn.Module) -> Optional[ReshapeTransform]:
+    """Token grid of a HuggingFace CLIP-style vision tower, from its config (one class token)."""
+    cfg = getattr(m, "config", None)
+    size, patch = getattr(cfg, "image_size", None), getattr(cfg, "patch_size", None)
+    if isinstance(size, int) and isinstance(patch, int) and patch > 0:
+        return TokenReshape(grid=(size // patch, size // patch), num_prefix_tokens=1)
+    return TokenReshape(num_prefix_tokens=1)
+
+
+HF_VISION_TOWER = Family(
+    name="HuggingFace CLIP / SigLIP-style vision towers",
+    classes=("CLIPVisionTransformer",),
+    structure=lambda m: _has(m, "embeddings", "encoder.layers", "post_layernorm")
+    and _has(m, "encoder.layers[-1].layer_norm1"),
+    layer=lambda m: "encoder.layers[-1].layer_norm1",
+    why="first norm of the last encoder layer: its patch tokens still reach the pooled class token",
+    reshape=_hf_vit_tokens,
+    examples=("transformers.CLIPModel",),
+)
+
+TASK_FAMILIES: tuple[Family, ...] = (DETECTOR, SEGMENTER, HF_VISION_TOWER)
+"""Families of models for tasks beyond classification (documented in ``docs/tasks.md``); they are
+tried before :data:`FAMILIES`."""
 
 FAMILIES: tuple[Family, ...] = (
     Family(
@@ -327,7 +395,7 @@ class FamilyMatch:
 def detect_family(model: nn.Module) -> FamilyMatch | None:
     """The first known family found on ``model`` or, outermost first, on one of its submodules."""
     for root_name, root in model.named_modules():
-        for family in FAMILIES:
+        for family in TASK_FAMILIES + FAMILIES:
             if not family.matches(root):
                 continue
             path = family.layer(root)
@@ -447,6 +515,8 @@ def _describe_reshape(transform: Optional[ReshapeTransform]) -> str:
         h, w = transform.grid
         k = transform.num_prefix_tokens
         return f"; tokens -> {h}x{w} grid after {k} prefix token{'s' if k != 1 else ''}"
+    if isinstance(transform, FPNReshape):
+        return "; pyramid levels -> one grid (camlens.reshape.FPNReshape)"
     if isinstance(transform, ChannelsLast):
         return "; channels-last grid -> (N, C, h, w)"
     return ""

@@ -12,7 +12,11 @@ gradients, so the same callable must work on both (they have the same shape).
 * :func:`swin_reshape_transform` / :class:`ChannelsLast` -- channels-last grids ``(N, h, w, C)``
   (torchvision and timm Swin stages) become ``(N, C, h, w)``; token sequences are gridded too.
 * :func:`raw_channel_axis` -- the inverse question: where channel ``k`` of the reshaped map lives
-  in the layer's raw output (AblationCAM ablates it there).
+  in the layer's raw output (AblationCAM ablates it there); :func:`pyramid_channel_sources` the
+  same for a feature pyramid (which level, which channel).
+* :class:`FPNReshape` / :class:`FPNLevel` -- feature pyramids (a mapping ``level -> (N, C, h, w)``,
+  the output of torchvision detectors' ``backbone``): all levels resized to one grid and stacked
+  along the channel axis, or one chosen level.
 
 Example::
 
@@ -25,7 +29,7 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Optional, Union
 
 import torch
@@ -40,6 +44,10 @@ __all__ = [
     "swin_reshape_transform",
     "model_token_layout",
     "raw_channel_axis",
+    "FPNReshape",
+    "FPNLevel",
+    "fasterrcnn_reshape_transform",
+    "pyramid_channel_sources",
 ]
 
 Grid = tuple[int, int]
@@ -355,3 +363,166 @@ def raw_channel_axis(
         if bool((c == per_channel[:, None]).all()) and per_channel.unique().numel() == num_channels:
             return axis, per_channel
     raise LayerOutputError(f"{hint}; no single raw axis of shape {tuple(raw.shape)} holds the channels")
+
+
+# ---------------------------------------------------------------------- feature pyramids
+def _levels(x: object, who: str) -> "dict[str, torch.Tensor]":
+    if not isinstance(x, Mapping) or not x or not all(isinstance(v, torch.Tensor) and v.dim() == 4 for v in x.values()):
+        got = type(x).__name__ if not isinstance(x, torch.Tensor) else f"a tensor of shape {tuple(x.shape)}"
+        raise ReshapeError(
+            f"{who} expects a feature pyramid: a mapping of level name -> (N, C, h, w) tensors (e.g. the output "
+            f"of a torchvision detector's 'backbone'); got {got}. For a single tensor drop the reshape_transform"
+        )
+    return dict(x)
+
+
+class FPNReshape:
+    """Feature pyramid ``{level: (N, C_l, h_l, w_l)}`` -> one ``(N, sum_l C_l, h, w)`` map.
+
+    Each level is resized (bilinear, ``align_corners=False``) to one grid and the levels are
+    stacked along the channel axis, so a CAM weighs every channel of every level and the map
+    draws on all scales (small objects live in the fine levels, large ones in the coarse).
+    Levels may have different channel counts (SSD's VGG extras). Unlike some peers' versions the
+    activations are not passed through ``abs()``: the same transform is applied to activations
+    and gradients, which keeps Grad-CAM's signs.
+
+    Args:
+        size: the grid: ``None`` (default) the first level's (the finest FPN level), ``"coarsest"``
+            the smallest level's, a level name for that level's grid, or an ``int`` / ``(h, w)``.
+        levels: the level names to use (default: all, in the mapping's order).
+        absolute: take ``|level|`` first (pytorch-grad-cam's ``fasterrcnn_reshape_transform`` does,
+            with ``size="pool"``); it drops the gradients' signs, so it is off by default.
+
+    Example::
+
+        from camlens.reshape import FPNReshape
+
+        detector = torchvision.models.detection.retinanet_resnet50_fpn(
+            weights=None, weights_backbone=None, num_classes=3, min_size=64, max_size=64, score_thresh=0.0
+        )
+        cam = GradCAM(detector, "backbone", reshape_transform=FPNReshape())  # what omitting the layer gives
+        maps = cam(torch.rand(1, 3, 64, 64))
+    """
+
+    def __init__(
+        self,
+        size: Union[None, str, int, Sequence[int]] = None,
+        levels: Optional[Sequence[str]] = None,
+        *,
+        absolute: bool = False,
+    ) -> None:
+        if size is not None and not isinstance(size, str):
+            grid = _as_grid(size, "FPNReshape's size")
+            if grid is None:
+                raise InputTypeError(f"FPNReshape's size must be None, a level name, an int or (h, w); got {size!r}")
+            size = grid
+        self.size = size
+        self.levels = None if levels is None else [str(k) for k in levels]
+        self.absolute = bool(absolute)
+
+    def __repr__(self) -> str:
+        return f"FPNReshape(size={self.size!r}, levels={self.levels!r}, absolute={self.absolute})"
+
+    def selected(self, x: object) -> "dict[str, torch.Tensor]":
+        """The levels used, in order."""
+        levels = _levels(x, "FPNReshape")
+        if self.levels is None:
+            return levels
+        missing = [k for k in self.levels if k not in levels]
+        if missing:
+            raise ReshapeError(f"FPNReshape: level(s) {missing} are not in the pyramid; its levels are {list(levels)}")
+        return {k: levels[k] for k in self.levels}
+
+    def grid(self, levels: "dict[str, torch.Tensor]") -> Grid:
+        if self.size is None:
+            return tuple(next(iter(levels.values())).shape[-2:])  # type: ignore[return-value]
+        if self.size == "coarsest":
+            return tuple(min((v.shape[-2:] for v in levels.values()), key=lambda s: s[0] * s[1]))  # type: ignore[return-value]
+        if isinstance(self.size, str):
+            if self.size not in levels:
+                raise ReshapeError(f"FPNReshape: size={self.size!r} names no level; the levels are {list(levels)}")
+            return tuple(levels[self.size].shape[-2:])  # type: ignore[return-value]
+        return self.size  # type: ignore[return-value]
+
+    def __call__(self, x: object) -> torch.Tensor:
+        levels = self.selected(x)
+        h, w = self.grid(levels)
+        out = []
+        for v in levels.values():
+            if self.absolute:
+                v = v.abs()
+            if tuple(v.shape[-2:]) != (h, w):
+                v = torch.nn.functional.interpolate(v, size=(h, w), mode="bilinear", align_corners=False)
+            out.append(v)
+        return torch.cat(out, dim=1)
+
+    def channel_sources(self, x: object) -> list[tuple[str, int]]:
+        """``(level, channel)`` of each channel of the stacked map."""
+        return [(k, c) for k, v in self.selected(x).items() for c in range(v.shape[1])]
+
+
+class FPNLevel:
+    """One level of a feature pyramid: ``{level: (N, C, h, w)}`` -> ``x[level]``.
+
+    ``level``: a level name (``"0"`` is the finest FPN level of torchvision detectors, ``"pool"``
+    the coarsest) or an ``int`` position in the mapping's order (``-1``: the last).
+
+    Example::
+
+        from camlens.reshape import FPNLevel
+
+        detector = torchvision.models.detection.fcos_resnet50_fpn(
+            weights=None, weights_backbone=None, num_classes=3, min_size=64, max_size=64
+        )
+        maps = EigenCAM(detector, "backbone", reshape_transform=FPNLevel("0"))(torch.rand(1, 3, 64, 64))
+    """
+
+    def __init__(self, level: Union[str, int] = 0) -> None:
+        if not isinstance(level, (str, int)) or isinstance(level, bool):
+            raise InputTypeError(f"FPNLevel's level must be a level name or an int position; got {level!r}")
+        self.level = level
+
+    def __repr__(self) -> str:
+        return f"FPNLevel({self.level!r})"
+
+    def key(self, x: object) -> str:
+        levels = _levels(x, "FPNLevel")
+        if isinstance(self.level, int):
+            keys = list(levels)
+            if not -len(keys) <= self.level < len(keys):
+                raise ReshapeError(f"FPNLevel({self.level}) is out of range for a pyramid with levels {keys}")
+            return keys[self.level]
+        if self.level not in levels:
+            raise ReshapeError(f"FPNLevel({self.level!r}) is not in the pyramid; its levels are {list(levels)}")
+        return self.level
+
+    def __call__(self, x: object) -> torch.Tensor:
+        return x[self.key(x)]  # type: ignore[index]
+
+    def channel_sources(self, x: object) -> list[tuple[str, int]]:
+        key = self.key(x)
+        return [(key, c) for c in range(x[key].shape[1])]  # type: ignore[index]
+
+
+def fasterrcnn_reshape_transform(x: object) -> torch.Tensor:
+    """All FPN levels resized to the first level's grid and stacked: ``FPNReshape()(x)``."""
+    return FPNReshape()(x)
+
+
+def pyramid_channel_sources(
+    raw: object, num_channels: int, reshape_transform: Callable[[object], torch.Tensor] | None
+) -> list[tuple[str, int]]:
+    """For a feature-pyramid layer output: ``(level, channel)`` of each of the ``num_channels``
+    channels of the reshaped map (AblationCAM ablates that channel of that level). The reshape
+    must say it (a ``channel_sources(raw)`` method, as :class:`FPNReshape` and :class:`FPNLevel`)."""
+    sources = getattr(reshape_transform, "channel_sources", None)
+    if sources is None:
+        raise LayerOutputError(
+            "the target layer returns a feature pyramid (a mapping of tensors); AblationCAM needs to know which "
+            "level and channel each map channel comes from: use reshape_transform=camlens.reshape.FPNReshape() "
+            "or FPNLevel(...)"
+        )
+    found = list(sources(raw))
+    if len(found) != num_channels:
+        raise LayerOutputError(f"the reshape names {len(found)} channel sources for a map of {num_channels} channels")
+    return found

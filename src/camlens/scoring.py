@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .engine import OutputAdapter, default_output_adapter, forward_outputs
-from .errors import ArgumentError, ModelOutputError
+from .engine import OutputAdapter, check_adapted, default_output_adapter, detach_outputs, forward_outputs
+from .errors import ArgumentError
 from .model_inputs import rows_of
 from .progress import progress_bar
 
@@ -85,11 +85,8 @@ def score_in_chunks(
                 with rows_of(images(rows) if images is not None else None):
                     outputs = forward_outputs(model, inputs(rows), adapter)
             else:
-                outputs = adapter(run(rows))  # type: ignore[misc]
-                if not isinstance(outputs, torch.Tensor):
-                    what = type(outputs).__name__
-                    raise ModelOutputError(f"output_adapter returned a {what}; it must return a tensor")
-            out[start : start + rows.numel()] = score(rows, outputs.detach()).to(device=device, dtype=dtype)
+                outputs = check_adapted(adapter(run(rows)))  # type: ignore[misc]
+            out[start : start + rows.numel()] = score(rows, detach_outputs(outputs)).to(device=device, dtype=dtype)
             del outputs
             if callable(progress):
                 progress(rows.numel())

@@ -24,6 +24,13 @@ __all__ = [
     "BinaryClassifierOutputTarget",
     "SemanticSegmentationTarget",
     "RawScoresOutputTarget",
+    "BoxScoreTarget",
+    "DetectionTarget",
+    "box_iou",
+    "SimilarityToConceptTarget",
+    "DifferenceFromConceptTarget",
+    "concept_embedding",
+    "detection_targets_default",
     "score_targets",
     "targets_from_categories",
     "class_index",
@@ -150,15 +157,39 @@ class RawScoresOutputTarget(Target):
 class SemanticSegmentationTarget(Target):
     """Score = sum of class ``category``'s output over the pixels where ``mask`` is set.
 
-    ``output`` is ``(K, H, W)``; ``mask`` is ``(H, W)`` (bool or float weights, numpy or torch).
+    ``output`` is ``(K, H, W)`` (logits at any resolution, e.g. SegFormer's 1/4 of the input);
+    ``mask`` is ``(H, W)`` (bool or float weights, numpy or torch) at the output's resolution, or
+    ``None``: "all pixels of class ``category``", the pixels where ``argmax_k output[k] == category``
+    (taken from the output being scored; a class predicted nowhere scores 0).
+
+    Example::
+
+        logits = torch.randn(21, 8, 8)  # one image's (classes, H, W) output
+        score = SemanticSegmentationTarget(15)(logits)  # sum of class 15's logits where it wins
+        # maps = GradCAM(segmenter)(images, targets=[SemanticSegmentationTarget(15)])
     """
 
-    def __init__(self, category: int, mask: Any) -> None:
+    def __init__(self, category: int, mask: Any = None) -> None:
         self.category = class_index(category, "SemanticSegmentationTarget's category")
-        self.mask = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
+        if mask is None:
+            self.mask = None
+        else:
+            self.mask = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.category}{'' if self.mask is None else ', mask'})"
 
     def __call__(self, output: torch.Tensor) -> torch.Tensor:
+        if not isinstance(output, torch.Tensor) or output.dim() != 3:
+            got = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+            raise TargetError(
+                f"SemanticSegmentationTarget expects a (classes, H, W) map per image; got {got}: for a "
+                "dict output pass output_adapter=lambda out: out['out']"
+            )
         _check_category(self.category, output.shape[0])
+        if self.mask is None:
+            mask = (output.detach().argmax(dim=0) == self.category % output.shape[0]).to(output.dtype)
+            return (output[self.category] * mask).sum()
         mask = self.mask.to(device=output.device, dtype=output.dtype)
         if mask.shape != output.shape[1:]:
             raise TargetError(
@@ -168,7 +199,218 @@ class SemanticSegmentationTarget(Target):
         return (output[self.category] * mask).sum()
 
 
-def targets_from_categories(categories: Any, outputs: torch.Tensor) -> list[TargetFn]:
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pairwise IoU ``(A, B)`` of boxes ``(A, 4)`` and ``(B, 4)`` in ``(x1, y1, x2, y2)`` pixels.
+
+    ``IoU = area(a & b) / (area(a) + area(b) - area(a & b))``; differentiable in both arguments.
+    Where the union is empty (degenerate zero-area boxes, which untrained detectors produce) the
+    IoU is 1 for identical boxes and 0 otherwise, not NaN.
+    """
+    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
+    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(dim=2)
+    area_a = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(dim=1)
+    area_b = (b[:, 2:] - b[:, :2]).clamp(min=0).prod(dim=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    same = (a[:, None, :] == b[None, :, :]).all(dim=2).to(inter.dtype)
+    return torch.where(union > 0, inter / torch.where(union > 0, union, torch.ones_like(union)), same)
+
+
+def _detections(output: Any, who: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    if not isinstance(output, dict) or not all(k in output for k in ("boxes", "labels", "scores")):
+        got = sorted(output.keys()) if isinstance(output, dict) else type(output).__name__
+        raise TargetError(
+            f"{who} expects one detection dict per image with 'boxes' (K, 4), 'labels' (K,) and 'scores' (K,) "
+            f"(torchvision detectors in eval mode); got {got}: pass an output_adapter that returns a list of "
+            "such dicts, one per image"
+        )
+    return output["boxes"], output["labels"], output["scores"]
+
+
+class BoxScoreTarget(Target):
+    """Detection target: how well the model still finds the reference boxes.
+
+    ``score = sum_j [IoU(b_j, d*) + s(d*)]`` over the reference boxes ``b_j`` (label ``l_j``),
+    where ``d*`` is the detection with label ``l_j`` that overlaps ``b_j`` most, counted only when
+    ``IoU(b_j, d*) >= iou_threshold``; ``s(d*)`` is its score. Both terms are differentiable in the
+    model's box regression and class scores (the box-score target of Grad-CAM for detectors, e.g.
+    Jacob Gildenblat's tutorial; the paper Grad-CAM, Selvaraju et al. ICCV 2017, explains one score).
+    A reference box with no match adds 0 (a zero that still carries the graph, so the map is blank,
+    not an error). ``output`` is one image's detection dict (``boxes``, ``labels``, ``scores``).
+
+    ``match="any"`` is pytorch-grad-cam's rule instead: ``d*`` is the detection of highest IoU
+    whatever its label, counted only when its label is ``l_j`` and ``IoU > iou_threshold``
+    (strictly); a box then loses its match when a detection of another class overlaps it more.
+
+    Example::
+
+        target = BoxScoreTarget(labels=[3], boxes=[[10, 12, 40, 50]])
+        detections = {"boxes": torch.tensor([[10.0, 12, 40, 50]]), "labels": torch.tensor([3]),
+                      "scores": torch.tensor([0.9])}
+        assert abs(float(target(detections)) - 1.9) < 1e-6  # IoU 1 + score 0.9
+        # maps = GradCAM(detector)(images, targets=[target])
+    """
+
+    def __init__(self, labels: Any, boxes: Any, iou_threshold: float = 0.5, *, match: str = "label") -> None:
+        labels_t = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
+        boxes_t = torch.as_tensor(np.asarray(boxes) if not isinstance(boxes, torch.Tensor) else boxes)
+        boxes_t = boxes_t.detach().float().reshape(-1, 4) if boxes_t.numel() else boxes_t.detach().float().reshape(0, 4)
+        labels_t = labels_t.detach().reshape(-1).long()
+        if labels_t.numel() != boxes_t.shape[0]:
+            raise TargetError(
+                f"BoxScoreTarget needs one label per box; got {labels_t.numel()} labels and {boxes_t.shape[0]} boxes"
+            )
+        if not 0.0 <= float(iou_threshold) <= 1.0:
+            raise TargetError(f"BoxScoreTarget's iou_threshold must be in [0, 1]; got {iou_threshold!r}")
+        if match not in ("label", "any"):
+            raise TargetError(f"BoxScoreTarget's match must be 'label' or 'any'; got {match!r}")
+        self.labels, self.boxes, self.iou_threshold = labels_t, boxes_t, float(iou_threshold)
+        self.match = match
+
+    def __repr__(self) -> str:
+        return f"BoxScoreTarget({len(self.labels)} box(es), iou_threshold={self.iou_threshold})"
+
+    def __call__(self, output: Any) -> torch.Tensor:
+        boxes, labels, scores = _detections(output, "BoxScoreTarget")
+        total = scores.sum() * 0  # keeps the graph (and the dtype) even when nothing matches
+        if boxes.numel() == 0 or self.boxes.numel() == 0:
+            return total
+        ref = self.boxes.to(device=boxes.device, dtype=boxes.dtype)
+        ious = box_iou(ref, boxes)  # (R, D)
+        same = self.labels.to(labels.device)[:, None] == labels[None, :].long()
+        plain = ious.detach()
+        best = (plain if self.match == "any" else torch.where(same, plain, torch.full_like(plain, -1.0))).argmax(dim=1)
+        for j in range(ref.shape[0]):
+            d = int(best[j])
+            iou = float(plain[j, d])
+            if bool(same[j, d]) and (iou > self.iou_threshold if self.match == "any" else iou >= self.iou_threshold):
+                total = total + ious[j, d] + scores[d]
+        return total
+
+
+class DetectionTarget(BoxScoreTarget):
+    """A :class:`BoxScoreTarget` built from the model's own detections (explain what it found).
+
+    ``DetectionTarget.from_outputs(outputs, score_threshold)`` gives one target per image covering
+    that image's detections scoring at least ``score_threshold``; :meth:`per_detection` one target
+    per detection of one image (for one map per box: run the image repeated once per target).
+    """
+
+    @classmethod
+    def from_output(cls, output: Any, score_threshold: float = 0.5, iou_threshold: float = 0.5) -> "DetectionTarget":
+        """One image's detections with ``score >= score_threshold``."""
+        boxes, labels, scores = _detections(output, "DetectionTarget")
+        keep = scores.detach() >= score_threshold
+        return cls(labels.detach()[keep].cpu(), boxes.detach()[keep].cpu(), iou_threshold)
+
+    @classmethod
+    def from_outputs(
+        cls, outputs: Sequence[Any], score_threshold: float = 0.5, iou_threshold: float = 0.5
+    ) -> list["DetectionTarget"]:
+        """One target per image (see :meth:`from_output`)."""
+        return [cls.from_output(o, score_threshold, iou_threshold) for o in outputs]
+
+    @classmethod
+    def per_detection(
+        cls, output: Any, score_threshold: float = 0.5, iou_threshold: float = 0.5
+    ) -> list["DetectionTarget"]:
+        """One target per detection of one image with ``score >= score_threshold``.
+
+        Example (one map per box)::
+
+            out = model(x[:1])[0]
+            targets = DetectionTarget.per_detection(out, 0.5)
+            maps = cam(x[:1].expand(len(targets), -1, -1, -1), targets=targets)
+        """
+        boxes, labels, scores = _detections(output, "DetectionTarget")
+        keep = (scores.detach() >= score_threshold).nonzero().flatten().tolist()
+        return [cls(labels.detach()[i : i + 1].cpu(), boxes.detach()[i : i + 1].cpu(), iou_threshold) for i in keep]
+
+
+DEFAULT_SCORE_THRESHOLD = 0.5
+
+
+def detection_targets_default(outputs: Sequence[Any]) -> list[TargetFn]:
+    """``targets=None`` for detectors: each image's detections scoring at least 0.5, or its single
+    highest-scoring detection when none does (as ``None`` means the top class for a classifier);
+    an image without any detection gets an empty target (score 0, a blank map)."""
+    targets: list[TargetFn] = []
+    for output in outputs:
+        boxes, labels, scores = _detections(output, "targets=None")
+        threshold = DEFAULT_SCORE_THRESHOLD
+        if scores.numel() and float(scores.max()) < threshold:
+            threshold = float(scores.max())
+        targets.append(DetectionTarget.from_output(output, threshold))
+    return targets
+
+
+def _unit(v: torch.Tensor) -> torch.Tensor:
+    return v / v.norm().clamp_min(1e-12)
+
+
+class SimilarityToConceptTarget(Target):
+    """Embedding target: ``score = cos(e, c) = e.c / (|e| |c|)`` with ``e`` the image's embedding
+    (model output, flattened) and ``c`` the concept embedding (e.g. from
+    :func:`camlens.targets.concept_embedding`, a text embedding, or another image's embedding:
+    "why does A match B"). Explaining it shows what makes the image similar to the concept.
+
+    Example::
+
+        concept = concept_embedding(model, x)  # example images showing the concept
+        maps = GradCAM(model)(x, targets=[SimilarityToConceptTarget(concept)] * len(x))
+    """
+
+    def __init__(self, concept: Any) -> None:
+        c = torch.as_tensor(np.asarray(concept) if not isinstance(concept, torch.Tensor) else concept)
+        c = c.detach().float().reshape(-1)
+        if c.numel() == 0 or not bool(torch.isfinite(c).all()) or float(c.norm()) == 0:
+            raise TargetError(f"{type(self).__name__} needs a finite, non-zero concept embedding; got {c.tolist()[:8]}")
+        self.concept = c
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(dim={self.concept.numel()})"
+
+    def _cosine(self, output: torch.Tensor) -> torch.Tensor:
+        e = output.reshape(-1)
+        if e.numel() != self.concept.numel():
+            raise TargetError(
+                f"{type(self).__name__}: the image embedding has {e.numel()} values but the concept has "
+                f"{self.concept.numel()}; build the concept with the same model (and output_adapter)"
+            )
+        return (_unit(e) * _unit(self.concept.to(device=e.device, dtype=e.dtype))).sum()
+
+    def __call__(self, output: torch.Tensor) -> torch.Tensor:
+        return self._cosine(output)
+
+
+class DifferenceFromConceptTarget(SimilarityToConceptTarget):
+    """``score = 1 - cos(e, c)``: explains what makes the image *differ* from the concept."""
+
+    def __call__(self, output: torch.Tensor) -> torch.Tensor:
+        return 1 - self._cosine(output)
+
+
+def concept_embedding(model: Any, images: torch.Tensor, output_adapter: Any = None) -> torch.Tensor:
+    """The concept embedding of example images: ``c = mean_i e_i / |e_i|`` (unit embeddings averaged),
+    ``(D,)``, computed in eval mode without autograd (the model's flags are restored).
+
+    Example::
+
+        concept = concept_embedding(model, x)  # (D,) from a batch of example images
+    """
+    from .engine import forward_outputs, prepare_images
+    from .hooks import eval_mode
+
+    x = prepare_images(images, model, "images")
+    with eval_mode(model):
+        out = forward_outputs(model, x, output_adapter)
+    if not isinstance(out, torch.Tensor):
+        raise TargetError(f"concept_embedding needs a model returning (N, D) embeddings; got {type(out).__name__}")
+    e = out.float().flatten(1)
+    return (e / e.norm(dim=1, keepdim=True).clamp_min(1e-12)).mean(dim=0)
+
+
+def targets_from_categories(categories: Any, outputs: Any) -> list[TargetFn]:
     """Turn the older ``target_category`` argument into targets.
 
     ``None``: each image's top class; an ``int``: that class for every image; a list: one per image.
@@ -176,7 +418,24 @@ def targets_from_categories(categories: Any, outputs: torch.Tensor) -> list[Targ
     rounded, and a negative class is an error here (use ``ClassifierOutputTarget(-1)`` for
     Python-style indexing from the end).
     """
+    if not isinstance(outputs, torch.Tensor):
+        if categories is None:
+            return detection_targets_default(outputs)
+        raise TargetError(
+            "target_category picks classes of a (N, num_classes) output; this model returns per-image "
+            "outputs (detections): pass targets=[BoxScoreTarget(labels, boxes)] or targets=None"
+        )
     n = outputs.shape[0]
+    if outputs.dim() == 4 and (categories is None or isinstance(categories, (int, np.integer))):
+        # Semantic segmentation (N, K, H, W): explain the pixels of one class. None: each image's
+        # most frequent predicted class.
+        if categories is None:
+            cats = [int(torch.bincount(o.argmax(dim=0).flatten(), minlength=o.shape[0]).argmax()) for o in outputs]
+        else:
+            c = class_index(categories, "target_category")
+            _check_category(c, outputs.shape[1])
+            cats = [c] * n
+        return [SemanticSegmentationTarget(c) for c in cats]
     if categories is None:
         if outputs.dim() != 2:
             raise TargetError(
@@ -238,6 +497,7 @@ def _checked_score(target: Any, output: torch.Tensor, index: int, differentiable
     """
     value = target(output)
     fix = "return a scalar tensor computed from the output, e.g. lambda out: out[3]"
+    output = _reference_tensor(output)
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise TargetError(
@@ -268,16 +528,30 @@ def _checked_score(target: Any, output: torch.Tensor, index: int, differentiable
     )
 
 
-def score_targets(targets: Sequence[TargetFn], outputs: torch.Tensor, *, differentiable: bool = False) -> torch.Tensor:
+def _reference_tensor(output: Any) -> torch.Tensor:
+    """The tensor whose dtype, device and graph a per-image output stands for (a detection dict's
+    ``scores``, else its first tensor)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, dict):
+        values = [output.get("scores")] + list(output.values())
+        for v in values:
+            if isinstance(v, torch.Tensor) and v.is_floating_point():
+                return v
+    return torch.zeros(())
+
+
+def score_targets(targets: Sequence[TargetFn], outputs: Any, *, differentiable: bool = False) -> torch.Tensor:
     """Scores ``(N,)`` of ``targets`` (one per image) on ``outputs`` (``(N, ...)``), batched where possible.
 
     Each target must return a scalar tensor (a Python number is accepted when ``differentiable``
     is false). With ``differentiable=True`` (gradient-based methods) a score that carries no
     gradient is an error rather than a blank map.
     """
-    if len(targets) != outputs.shape[0]:
+    n = outputs.shape[0] if isinstance(outputs, torch.Tensor) else len(outputs)
+    if len(targets) != n:
         raise TargetError(
-            f"got {len(targets)} targets for a batch of {outputs.shape[0]} images; pass one target per "
+            f"got {len(targets)} targets for a batch of {n} images; pass one target per "
             "image (e.g. [ClassifierOutputTarget(281)] * len(batch)) or targets=None for the top class"
         )
     for t in targets:
@@ -287,7 +561,7 @@ def score_targets(targets: Sequence[TargetFn], outputs: torch.Tensor, *, differe
                 "pass e.g. ClassifierOutputTarget(3), or target_category=3 for a class index"
             )
     kinds = {type(t) for t in targets}
-    if len(kinds) == 1 and isinstance(targets[0], Target):
+    if len(kinds) == 1 and isinstance(targets[0], Target) and isinstance(outputs, torch.Tensor):
         kind = next(iter(kinds))
         if kind.score_batch.__func__ is not Target.score_batch.__func__:  # type: ignore[attr-defined]
             return kind.score_batch(targets, outputs)  # type: ignore[arg-type]

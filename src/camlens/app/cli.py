@@ -139,6 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("--model-file", default=None, help="Python file whose load*() function returns the model (.npy inputs)")
     ex.add_argument("--model-fn", default=None, help="function of --model-file to call (default: its only load* function)")
+    ex.add_argument(
+        "--task", choices=("classification", "detection", "segmentation"), default="classification",
+        help="classification (default); detection: a torchvision detector (--model fasterrcnn_resnet50_fpn), "
+        "maps of its detections with the boxes drawn; segmentation: a torchvision segmenter "
+        "(--model deeplabv3_resnet50), the map of one class's pixels (--target-category, default the most frequent)",
+    )
+    ex.add_argument(
+        "--score-threshold", type=float, default=0.5, metavar="S",
+        help="--task detection: explain and draw the detections scoring at least S (default 0.5)",
+    )
     ex.set_defaults(func=cmd_explain)
 
     me = sub.add_parser("methods", help="list the registered CAM methods", description="List the registered CAM methods.")
@@ -302,6 +312,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .figures import FigureRow, cam_grid
     from .zoo import load_model
 
+    if getattr(args, "task", "classification") != "classification":
+        return _explain_task(args)
     methods = _resolve_methods(args.method)  # fail fast on a typo, before loading anything
     device = resolve_device(args.device, args.use_cuda)
     if getattr(args, "input_kind", None) or any(str(p).lower().endswith(".npy") for p in args.images):
@@ -411,6 +423,85 @@ def cmd_explain(args: argparse.Namespace) -> int:
             cam_grid(rows, list(cams), path, suptitle=f"{zm.name}, layer {layer_desc}")
             written.append(path)
             print(f"comparison grid: {path}")
+    print(f"wrote {len(written)} files to {out}")
+    return exitcodes.OK
+
+
+def _load_task_model(task: str, name: str, weights: str, device: torch.device) -> torch.nn.Module:
+    """A torchvision detector or segmenter by name: ``weights`` ``none`` (random), ``default`` or a state_dict file."""
+    from torchvision.models import get_model, list_models
+    from torchvision.models import detection, segmentation
+
+    from .zoo import ModelNotFoundError
+
+    module = detection if task == "detection" else segmentation
+    known = list_models(module=module)
+    if name not in known:
+        raise ModelNotFoundError(
+            f"--task {task} needs a torchvision {task} model; got {name!r}. Known: {', '.join(known)}"
+        )
+    if weights == "default":
+        model = get_model(name, weights="DEFAULT")
+    else:
+        model = get_model(name, weights=None, weights_backbone=None)
+        if weights != "none":
+            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return model.to(device).eval()
+
+
+def _explain_task(args: argparse.Namespace) -> int:
+    """``camlens explain --task detection|segmentation``: one map per image and method, with the
+    detections' boxes (labels and scores) or the explained class drawn in the file name."""
+    from ..image import draw_detections, save_image, show_cam_on_image
+    from ..targets import DetectionTarget, SemanticSegmentationTarget
+
+    methods = _resolve_methods(args.method)
+    device = resolve_device(args.device, args.use_cuda)
+    images = [load_image(p) for p in args.images]
+    stems = _stems(args.images)
+    out = Path(args.output_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"output folder {str(out)!r} exists as a file; pass a folder with --output-dir")
+    model = _load_task_model(args.task, args.model, args.weights, device)
+    if args.weights == "none":
+        _note("note: --weights none gives a randomly initialised model; its detections and maps mean nothing")
+    if args.task == "detection":  # the model itself keeps detections down to --score-threshold
+        holder = getattr(model, "roi_heads", model)
+        if hasattr(holder, "score_thresh"):
+            holder.score_thresh = min(float(holder.score_thresh), args.score_threshold)
+    layers: Any = args.target_layer or None
+    cams = {cls.name: cls(model, target_layers=layers, batch_size=args.batch_size, progress=True) for cls in methods}
+    first = next(iter(cams.values()))
+    print(f"model: {args.model} ({args.weights}) on {device}; target layer: {', '.join(first.target_layer_names)}")
+    make_output_folder(out)
+    written: list[Path] = []
+    for img, stem, path in zip(images, stems, args.images):
+        x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None].float().to(device)
+        if args.task == "segmentation":
+            x = (x - torch.tensor(IMAGENET_MEAN, device=device)[:, None, None]) / torch.tensor(
+                IMAGENET_STD, device=device
+            )[:, None, None]
+        output = first.engine.forward_outputs(x)
+        if args.task == "detection":
+            targets: list[Any] = DetectionTarget.from_outputs(output, args.score_threshold)
+            det = output[0]
+            keep = det["scores"] >= args.score_threshold
+            print(f"{path}: {int(keep.sum())} detection(s) scoring >= {args.score_threshold}")
+        else:
+            targets = [SemanticSegmentationTarget(args.target_category[0])] if args.target_category else None  # type: ignore[assignment]
+        for name, cam in cams.items():
+            e = cam.explain(x, targets)
+            cam_map = e.numpy()[0]
+            overlay = show_cam_on_image(img, cam_map, use_rgb=True)
+            if args.task == "detection":
+                overlay = draw_detections(overlay, det["boxes"][keep], det["labels"][keep], det["scores"][keep])
+                suffix = ""
+            else:
+                suffix = f"_c{e.targets[0].category}"  # type: ignore[attr-defined]
+            base = out / f"{stem}{suffix}_{name}"
+            written.append(save_image(f"{base}_cam.png", overlay))
+            written.append(_save_npy(f"{base}_cam.npy", cam_map))
+            print(f"{name}: {path} -> {base}_cam.png")
     print(f"wrote {len(written)} files to {out}")
     return exitcodes.OK
 

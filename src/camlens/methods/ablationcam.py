@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..registry import register
-from ..reshape import raw_channel_axis
+from ..reshape import pyramid_channel_sources, raw_channel_axis
 from ..split import LayerSplit, TailRunner, outputs_match
 from ..targets import score_targets
 from .base import LayerContext, PerturbationCAM, check_argument, per_channel
@@ -68,6 +68,8 @@ class AblationCAM(PerturbationCAM):
         """``y_k`` for every image and channel: ``(N, C)`` float64 (the differences ``y - y_k`` are small)."""
         raw = ctx.raw_activations
         n, c = ctx.activations.shape[:2]
+        if isinstance(raw, dict):
+            return self._pyramid_scores(ctx, raw, n, c)
         axis, channel_index = raw_channel_axis(raw, c, self.reshape_transform)
         run, path = self.tails.prepare(
             ctx.name, ctx.module, ctx.input_tensor, raw, ctx.outputs,
@@ -88,6 +90,31 @@ class AblationCAM(PerturbationCAM):
 
         scores = self.score_rows(
             n * c, score, run=closed or ablated, desc=f"AblationCAM {ctx.name}", dtype=torch.float64, device=raw.device
+        )
+        return scores.reshape(n, c)
+
+    def _pyramid_scores(self, ctx: LayerContext, raw: dict, n: int, c: int) -> torch.Tensor:
+        """A feature-pyramid layer (FPN): channel ``k`` of the stacked map is one channel of one
+        level (:func:`camlens.reshape.pyramid_channel_sources`); it is ablated there and the full
+        model runs on the ablated pyramid (the fx tail path is not used for pyramids)."""
+        sources = pyramid_channel_sources(raw, c, self.reshape_transform)
+        run, path = self.tails.prepare(ctx.name, ctx.module, ctx.input_tensor, raw, ctx.outputs, fast=False)
+        self.last_path[ctx.name] = path
+
+        def ablated(rows: torch.Tensor) -> Any:  # row = image * C + channel
+            img = rows // c
+            out = {k: v[img] for k, v in raw.items()}  # indexing copies
+            for i, ch in enumerate((rows % c).tolist()):
+                level, channel = sources[ch]
+                out[level][i, channel] = self.ablation_value
+            return run(img, type(raw)(out) if type(raw) is not dict else out)
+
+        def score(rows: torch.Tensor, outputs: Any) -> torch.Tensor:
+            return score_targets([ctx.targets[i] for i in (rows // c).tolist()], outputs).double()
+
+        device = next(iter(raw.values())).device
+        scores = self.score_rows(
+            n * c, score, run=ablated, desc=f"AblationCAM {ctx.name}", dtype=torch.float64, device=device
         )
         return scores.reshape(n, c)
 

@@ -106,7 +106,7 @@ class Explanation:
         if png is None:
             return None
         layers = ", ".join(self.layer_names) or f"{len(self.layer_maps)} layer(s)"
-        caption = html.escape(f"Explanation of {self.cam.shape[0]} image(s) at {layers}, maps {tuple(self.cam.shape[-2:])}")
+        caption = html.escape(f"Explanation of {self.cam.shape[0]} image(s) at {layers}, maps {tuple(self.cam.shape[1:])}")
         data = base64.b64encode(png).decode("ascii")
         return f'<figure><img src="data:image/png;base64,{data}"/><figcaption>{caption}</figcaption></figure>'
 
@@ -115,6 +115,8 @@ def _warn_blank_gradients(grads: torch.Tensor, raw: torch.Tensor, name: str) -> 
     """Warn when the reshaped gradient map is identically zero for some image although the raw one
     is not (the reshape dropped the only tokens the target depends on, e.g. a ViT class token).
     All-zero raw gradients are reported by the engine already."""
+    if isinstance(raw, dict):  # a feature pyramid: any level's gradient counts
+        raw = torch.cat([v.flatten(1) for v in raw.values()], dim=1)
     blank = grads.flatten(1).abs().amax(dim=1).eq(0) & raw.flatten(1).abs().amax(dim=1).gt(0)
     if bool(blank.any()):
         images = blank.nonzero().flatten().tolist()
@@ -441,6 +443,12 @@ class BaseCAM:
         as many spatial axes as the input ``(N, C, *spatial)`` has (``input_dim - 2``)."""
         if self.reshape_transform is not None:
             tensor = self.reshape_transform(tensor)
+        elif isinstance(tensor, dict):
+            raise LayerOutputError(
+                f"target layer {name!r} returns a feature pyramid (levels {list(tensor)}), not one map; pass "
+                "reshape_transform=camlens.reshape.FPNReshape() (all levels on one grid) or FPNLevel('<level>'), "
+                "or omit target_layers to let camlens choose"
+            )
         if not isinstance(tensor, torch.Tensor) or tensor.dim() != input_dim:
             shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
             spatial = _spatial_names(input_dim - 2)

@@ -89,7 +89,7 @@ class ScoreCAM(PerturbationCAM):
 
     def masked_scores(self, targets: Sequence[TargetFn], outputs: torch.Tensor) -> torch.Tensor:
         """Target scores ``(B,)`` of model outputs on masked inputs (softmax over classes first, see above)."""
-        if not self.score_softmax or outputs.dim() != 2:
+        if not self.score_softmax or not isinstance(outputs, torch.Tensor) or outputs.dim() != 2:
             return score_targets(targets, outputs).float()
         own = [isinstance(t, ClassifierOutputSoftmaxTarget) for t in targets]
         if all(own):
@@ -122,7 +122,10 @@ class ScoreCAM(PerturbationCAM):
         if bool((constant & scored).any()):
             if active_inputs() is None:
                 zero_out = self.engine.forward_outputs(torch.zeros_like(x[:1]))
-                zero_out = zero_out.expand(n, *zero_out.shape[1:])
+                if isinstance(zero_out, torch.Tensor):
+                    zero_out = zero_out.expand(n, *zero_out.shape[1:])
+                else:  # per-image outputs (detections): the same one for every image
+                    zero_out = list(zero_out) * n
             else:  # the extra inputs differ per image: one all-zero image with each image's inputs
                 zero_out = self.engine.forward_outputs(torch.zeros_like(x))
             zero_scores = self.masked_scores(ctx.targets, zero_out)

@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-import torch.nn.functional as F
 
 from camlens.errors import LayerOutputError
-from camlens.reshape import swin_reshape_transform, vit_reshape_transform as _vit
+from camlens.reshape import FPNReshape, swin_reshape_transform, vit_reshape_transform as _vit
 
 __all__ = ["fasterrcnn_reshape_transform", "swinT_reshape_transform", "vit_reshape_transform"]
 
@@ -33,10 +32,13 @@ def swinT_reshape_transform(tensor: torch.Tensor, height: int | None = None, wid
 def fasterrcnn_reshape_transform(x: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """A feature pyramid (torchvision detectors' ``backbone`` output: a dict of ``(N, C, h_l, w_l)``
     levels with a ``"pool"`` level) -> ``|level|`` resized to the ``"pool"`` grid (bilinear) and
-    concatenated along channels."""
+    concatenated along channels: :class:`camlens.reshape.FPNReshape` with ``size="pool",
+    absolute=True`` (camlens's own default keeps the signs and uses the finest grid)."""
     if not isinstance(x, Mapping) or "pool" not in x:
         raise LayerOutputError(
             f"fasterrcnn_reshape_transform expects the FPN output dict with a 'pool' level; got {type(x).__name__}"
         )
-    size = x["pool"].shape[-2:]
-    return torch.cat([F.interpolate(v.abs(), size, mode="bilinear") for v in x.values()], dim=1)
+    return _POOL_GRID_ABS(x)
+
+
+_POOL_GRID_ABS = FPNReshape(size="pool", absolute=True)
