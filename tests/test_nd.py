@@ -307,8 +307,7 @@ def test_volume_map_peaks_in_the_octant_the_model_reads(method):
 
 
 # ---------------------------------------------------------------- torchvision video ResNet
-@pytest.mark.slow
-def test_r3d_18_no_layer_given():
+def test_r3d_18_no_layer_given():  # ~1.5 s on an idle 2-core machine
     torchvision = pytest.importorskip("torchvision")
     torch.manual_seed(0)
     model = torchvision.models.video.r3d_18(num_classes=5).eval()
