@@ -130,8 +130,6 @@ def test_ablation_cam_arguments():
     model = SmallCNN().eval()
     with pytest.raises(ArgumentError, match="ratio_channels_to_ablate"):
         gc.AblationCAM(model, [model.block], ratio_channels_to_ablate=0.5)
-    with pytest.raises(ArgumentError, match="feature pyramid"):
-        gc.AblationCAM(model, [model.block], ablation_layer=AblationLayerFasterRCNN())
     with pytest.raises(ArgumentError, match="ablation_layer"):
         gc.AblationCAM(model, [model.block], ablation_layer=nn.Identity())
 
@@ -314,3 +312,32 @@ def test_finer_cam_peer_call_signature_and_targets(resnet):
     assert a.shape == (2, 64, 64) and cam.alpha == 1.0  # per-call options do not stick
     assert isinstance(FinerWeightedTarget(3, [1, 2], 0.6)(torch.randn(10)), torch.Tensor)
     assert isinstance(ClassifierOutputReST(3)(torch.randn(10)), torch.Tensor)
+
+
+def test_faster_rcnn_box_score_example():
+    """pytorch-grad-cam's Faster R-CNN tutorial: EigenCAM at the FPN with fasterrcnn_reshape_transform and
+    FasterRCNNBoxScoreTarget on the model's own detections (random weights, small input)."""
+    from camlens.compat.grad_cam.utils.model_targets import FasterRCNNBoxScoreTarget
+    from camlens.compat.grad_cam.utils.reshape_transforms import fasterrcnn_reshape_transform
+
+    torch.manual_seed(0)
+    model = torchvision.models.detection.fasterrcnn_resnet50_fpn(
+        weights=None, weights_backbone=None, num_classes=5, min_size=96, max_size=96, box_score_thresh=0.0
+    ).eval()
+    x = torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        det = model(x)[0]
+    assert len(det["boxes"]) > 0
+    labels, boxes = det["labels"][:3].tolist(), det["boxes"][:3].numpy()
+    targets = [FasterRCNNBoxScoreTarget(labels=labels, bounding_boxes=boxes)]
+    before = hooks_of(model)
+    cam = gc.EigenCAM(model, [model.backbone], reshape_transform=fasterrcnn_reshape_transform)
+    grayscale = cam(x, targets=targets)
+    assert grayscale.shape == (1, 96, 96) and grayscale.dtype == np.float32 and np.isfinite(grayscale).all()
+    assert grayscale.max() > grayscale.min()
+    abl = gc.AblationCAM(model, [model.backbone], reshape_transform=fasterrcnn_reshape_transform,
+                         ablation_layer=AblationLayerFasterRCNN(), batch_size=64)
+    import camlens
+
+    assert isinstance(abl, camlens.AblationCAM)  # the FPN marker is accepted (tested on detectors in test_tasks_detection)
+    assert hooks_of(model) == before and not model.training

@@ -8,7 +8,7 @@ import torch
 
 from camlens.errors import ArgumentError
 from ._wrap import compat_class
-from .ablation_layer import AblationLayer, AblationLayerFasterRCNN
+from .ablation_layer import AblationLayer
 
 _Base = compat_class("ablationcam", "AblationCAM")
 
@@ -37,11 +37,6 @@ class AblationCAM(_Base):  # type: ignore[misc, valid-type]
             raise ArgumentError(
                 f"ablation_layer must be one of camlens.compat.grad_cam.ablation_layer's classes; got "
                 f"{type(ablation_layer).__name__}: camlens ablates through a hook, custom ablation modules are not run"
-            )
-        if isinstance(ablation_layer, AblationLayerFasterRCNN):
-            raise ArgumentError(
-                "AblationCAM on a detector's feature pyramid (AblationLayerFasterRCNN) is not supported by "
-                "camlens yet; use EigenCAM for detectors meanwhile"
             )
         if float(ratio_channels_to_ablate) != 1.0:
             raise ArgumentError(
