@@ -120,7 +120,6 @@ def test_check_against_the_tail_rejects_an_inexact_closed_form():
         handle.remove()
 
 
-@pytest.mark.slow
 def test_torchvision_resnet18_closed_form_equals_tail():
     """Exact in float64; in float32 the paths differ by rounding only (see test_resnet_tail_equals_full)."""
     torchvision = pytest.importorskip("torchvision")
