@@ -131,6 +131,26 @@ def _warn_blank_gradients(grads: torch.Tensor, raw: torch.Tensor, name: str) -> 
         )
 
 
+# Constructor options a wrapping method (FinerCAM, RefineCAM) keeps for itself as well as handing
+# them to its base method; every other option goes to the base method only.
+WRAPPER_OPTIONS = ("output_adapter", "batch_size", "combine", "progress", "target_layer", "allow_nonfinite")
+
+
+def wrapper_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The options of ``kwargs`` a wrapping method's own :class:`BaseCAM` constructor takes."""
+    return {k: kwargs[k] for k in WRAPPER_OPTIONS if k in kwargs}
+
+
+def build_base_method(wrapper: "BaseCAM", base_method: type["BaseCAM"], model: nn.Module, kwargs: dict[str, Any]) -> "BaseCAM":
+    """``base_method`` on the wrapper's resolved layers and reshape, with the user's other options;
+    an unknown option is reported under the wrapper's name (the class the user built)."""
+    passed = {k: v for k, v in kwargs.items() if k != "target_layer"}
+    try:
+        return base_method(model, wrapper.target_layers, reshape_transform=wrapper.reshape_transform, **passed)
+    except InputTypeError as exc:
+        raise InputTypeError(f"{type(wrapper).__name__}: {exc} (arguments are passed on to the base method)") from None
+
+
 def check_argument(owner: str, name: str, value: Any, kind: str, choices: Sequence[Any] = ()) -> Any:
     """Check one constructor argument; returns it (numpy ints as ``int``) or raises a camlens error.
 

@@ -13,11 +13,9 @@ from ..hooks import eval_mode
 from ..registry import register
 from ..targets import ClassifierOutputTarget, FinerWeightedTarget, TargetFn, targets_from_categories
 from ..model_inputs import ForwardInputs, use_inputs
-from .base import BaseCAM, Explanation
+from .base import BaseCAM, Explanation, build_base_method, wrapper_options
 
 __all__ = ["FinerCAM"]
-
-_OWN_OPTIONS = ("output_adapter", "batch_size", "combine", "progress", "target_layer", "allow_nonfinite")
 
 
 @register("finercam", "finer-cam")
@@ -80,13 +78,8 @@ class FinerCAM(BaseCAM):
                 f"FinerCAM needs a gradient method as base_method (GradCAM, LayerCAM, HiResCAM, ...): the "
                 f"contrastive score reaches the map through gradients; {base_method.__name__} does not use them"
             )
-        own = {k: kwargs[k] for k in _OWN_OPTIONS if k in kwargs}
-        super().__init__(model, target_layers, use_cuda, reshape_transform, **own)
-        kwargs.pop("target_layer", None)
-        try:
-            self.base = base_method(model, self.target_layers, reshape_transform=self.reshape_transform, **kwargs)
-        except InputTypeError as exc:  # name the method the user built, not only its base
-            raise InputTypeError(f"{type(self).__name__}: {exc} (arguments are passed on to the base method)") from None
+        super().__init__(model, target_layers, use_cuda, reshape_transform, **wrapper_options(kwargs))
+        self.base = build_base_method(self, base_method, model, kwargs)
         self.engine = self.base.engine
         FinerWeightedTarget(0, None, alpha, ranks=comparison_categories)  # validates alpha and ranks
         self.comparison_categories = tuple(int(r) for r in comparison_categories)

@@ -11,11 +11,9 @@ from torch import nn
 from .. import postprocess as pp
 from ..errors import InputTypeError, LayerNotFoundError
 from ..registry import register
-from .base import BaseCAM, LayerContext
+from .base import BaseCAM, LayerContext, build_base_method, wrapper_options
 
 __all__ = ["RefineCAM"]
-
-_OWN_OPTIONS = ("output_adapter", "batch_size", "combine", "progress", "target_layer", "allow_nonfinite")
 
 
 @register("refinecam", "refine-cam")
@@ -69,18 +67,13 @@ class RefineCAM(BaseCAM):
                 f"RefineCAM multiplies per-layer maps, and {base_method.__name__} does not make one map per target "
                 "layer; use a layer method such as GradCAMPlusPlus, GradCAM, LayerCAM, ScoreCAM"
             )
-        own = {k: kwargs[k] for k in _OWN_OPTIONS if k in kwargs}
-        super().__init__(model, target_layers, use_cuda, reshape_transform, **own)
+        super().__init__(model, target_layers, use_cuda, reshape_transform, **wrapper_options(kwargs))
         if len(self.layers) < 2:
             raise LayerNotFoundError(
                 f"RefineCAM multiplies the maps of several layers and needs at least two target layers; got "
                 f"{self.target_layer_names}. Pass e.g. target_layers=['layer3', 'layer4']"
             )
-        kwargs.pop("target_layer", None)
-        try:
-            self.base = base_method(model, self.target_layers, reshape_transform=self.reshape_transform, **kwargs)
-        except InputTypeError as exc:  # name the method the user built, not only its base
-            raise InputTypeError(f"{type(self).__name__}: {exc} (arguments are passed on to the base method)") from None
+        self.base = build_base_method(self, base_method, model, kwargs)
         self.engine = self.base.engine
         self.uses_gradients = self.base.uses_gradients  # type: ignore[misc]
 
