@@ -253,6 +253,9 @@ class BaseCAM:
     """True for methods that run many forward passes per image (perturbation, noise, windows)."""
     apply_relu: ClassVar[bool] = True
     """ReLU each layer's raw map before upsampling (CAM and FullGrad keep the signed/absolute map)."""
+    engine_options: ClassVar[dict[str, Any]] = {}
+    """Extra :class:`~camlens.engine.Engine` switches a method needs (FullGrad: the input gradient and
+    optional layers; ShapleyCAM: Hessian-vector products)."""
     figure_options: ClassVar[dict[str, Any]] = {}
     """Constructor options the docs gallery uses for this method's figure (multi-pass methods: fewer
     samples or channels, so the docs build stays short); stated under the figure."""
@@ -307,7 +310,9 @@ class BaseCAM:
         self.batch_size = batch_size
         self.combine = combine
         self.progress = progress
-        self.engine = Engine(self.model, self.layers, output_adapter, allow_nonfinite=allow_nonfinite)
+        self.engine = Engine(
+            self.model, self.layers, output_adapter, allow_nonfinite=allow_nonfinite, **self.engine_options
+        )
 
     @classmethod
     def unsupported_reason(cls, model: nn.Module) -> str | None:

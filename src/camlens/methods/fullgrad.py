@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .. import postprocess as pp
-from ..engine import CamLensWarning, Capture, Engine
+from ..engine import CamLensWarning, Capture
 from ..errors import ArgumentError, LayerNotFoundError, LayerOutputError
 from ..registry import register
 from .base import BaseCAM, check_argument
@@ -77,6 +77,7 @@ class FullGrad(BaseCAM):
     formula = r"L^c = \operatorname{minmax}\Big(\psi\Big(x \odot \frac{\partial y^c}{\partial x}\Big) + \sum_l \sum_k \psi\Big(b_{lk}\, \frac{\partial y^c}{\partial z_{lk}}\Big)\Big),\qquad \psi(v) = \operatorname{Up}\big(\operatorname{minmax}(|v|)\big)"
     cost = "one forward pass with autograd from the input, plus one backward pass to the input and to every conv and BatchNorm output; no parameter gradients"
     apply_relu: ClassVar[bool] = False
+    engine_options: ClassVar[dict[str, Any]] = {"input_gradient": True, "optional_layers": True}
 
     def __init__(
         self,
@@ -107,10 +108,6 @@ class FullGrad(BaseCAM):
                 "be input x gradient alone. Use a layer-based method such as GradCAM"
             )
         super().__init__(model, layers, use_cuda, None, **kwargs)
-        self.engine = Engine(
-            self.model, self.layers, self.output_adapter, allow_nonfinite=self.engine.allow_nonfinite,
-            input_gradient=True, optional_layers=True,
-        )
 
     @property
     def target_layer_names(self) -> list[str]:

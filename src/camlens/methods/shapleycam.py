@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
-from ..engine import Engine
 from ..registry import register
 from .base import GradientCAM, LayerContext, spatial_dims
 
@@ -40,19 +38,7 @@ class ShapleyCAM(GradientCAM):
     summary = "channel weights = spatial mean of (gradient - 1/2 Hessian x activations)"
     formula = r"g = \frac{\partial y^c}{\partial A},\quad H = \frac{\partial^2 y^c}{\partial A^2},\quad w^c_k = \frac{1}{hw}\sum_{i,j}\Big(g - \tfrac{1}{2} H A\Big)^k_{ij},\qquad L^c = \operatorname{ReLU}\Big(\sum_k w^c_k A^k\Big)"
     cost = "one forward pass with autograd from the target layer on, one backward pass to the layer and one double backward through the network's tail for the Hessian-vector product H A; no parameter gradients"
-
-    def __init__(
-        self,
-        model: nn.Module,
-        target_layers: Any = None,
-        use_cuda: bool | None = None,
-        reshape_transform: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(model, target_layers, use_cuda, reshape_transform, **kwargs)
-        self.engine = Engine(
-            self.model, self.layers, self.output_adapter, allow_nonfinite=self.engine.allow_nonfinite, hessian_vector=True
-        )
+    engine_options: ClassVar[dict[str, Any]] = {"hessian_vector": True}
 
     def cam_weights(self, ctx: LayerContext) -> torch.Tensor:
         return (ctx.gradients - 0.5 * ctx.hessian_vector).mean(dim=spatial_dims(ctx.gradients), keepdim=True)
