@@ -11,7 +11,7 @@ import torch
 import torchvision
 from torch import nn
 
-from camlens import CamLensWarning, EigenCAM, GradCAM, HiResCAM
+from camlens import AblationCAM, CamLensWarning, EigenCAM, GradCAM, HiResCAM
 from camlens.engine import Engine, default_output_adapter
 from camlens.errors import LayerNotRunError, LayerOutputError, ModelOutputError
 from camlens.hooks import resolve_layers
@@ -156,21 +156,64 @@ def test_layer_that_never_runs(image_batch):
         GradCAM(model, "unused")(image_batch)
 
 
-def test_layer_returning_a_tuple(image_batch):
+def test_layer_returning_a_tuple_is_explained_at_its_first_tensor(image_batch):
+    """HuggingFace layers return (hidden_states, attention_weights): the first tensor is the map,
+    the rest passes through; the result equals explaining a layer that returns that tensor alone."""
+    Pair = namedtuple("Pair", "hidden extra")
+
     class TupleLayer(nn.Module):
+        def __init__(self, kind):
+            super().__init__()
+            self.conv, self.kind = nn.Conv2d(3, 6, 3, padding=1), kind
+
         def forward(self, x):
-            return x, x
+            y = self.conv(x)
+            if self.kind == "tuple":
+                return None, y, "note"  # the first *tensor* is the map
+            return Pair(y, torch.zeros(1)) if self.kind == "named" else [y, y.sum()]
+
+    class M(nn.Module):
+        def __init__(self, kind):
+            super().__init__()
+            self.t = TupleLayer(kind)
+            self.head = nn.Linear(6, 3)
+
+        def forward(self, x):
+            out = self.t(x)
+            y = out[1] if self.t.kind == "tuple" else out[0]
+            assert self.t.kind != "named" or isinstance(out, Pair)  # the container type is kept
+            return self.head(torch.relu(y).mean(dim=(2, 3)))
+
+    torch.manual_seed(0)
+    models = {kind: M(kind).eval() for kind in ("tuple", "named", "list")}
+    for kind in ("named", "list"):
+        models[kind].load_state_dict(models["tuple"].state_dict())
+    targets = [ClassifierOutputTarget(2)] * image_batch.shape[0]
+    ref = GradCAM(models["tuple"], "t.conv")(image_batch, targets=targets)
+    for kind, model in models.items():
+        np.testing.assert_allclose(GradCAM(model, "t")(image_batch, targets=targets), ref, atol=1e-6)
+        ablated = AblationCAM(model, "t", progress=False)(image_batch, targets=targets)  # full-model path
+        np.testing.assert_allclose(
+            ablated, AblationCAM(models["tuple"], "t.conv", progress=False)(image_batch, targets=targets), atol=1e-5
+        )
+
+
+def test_layer_returning_no_tensor(image_batch):
+    class NoTensor(nn.Module):
+        def forward(self, x):
+            return ("a", None)
 
     class M(nn.Module):
         def __init__(self):
             super().__init__()
-            self.t = TupleLayer()
+            self.t = NoTensor()
             self.net = SmallCNN()
 
         def forward(self, x):
-            return self.net(self.t(x)[0])
+            self.t(x)
+            return self.net(x)
 
-    with pytest.raises(LayerOutputError, match="returned a tuple"):
+    with pytest.raises(LayerOutputError, match="returned a tuple holding no tensor"):
         GradCAM(M().eval(), "t")(image_batch)
 
 

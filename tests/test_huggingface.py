@@ -1,7 +1,9 @@
 """HuggingFace transformers vision models, built from small configs with random weights.
 
-The image goes in as ``pixel_values=`` (``input_name``), the output is a ``ModelOutput`` whose
-``.logits`` the engine reads. Skipped when transformers is not installed (a test extra)."""
+The image goes in positionally or as ``pixel_values=`` (``input_name``); the output is a
+``ModelOutput`` whose ``.logits`` the engine reads; the target layer and the reshape are chosen
+automatically (:data:`camlens.layers.HF_FAMILIES`); Swin stages return tuples, whose first tensor
+is explained. Skipped when transformers is not installed (a test extra)."""
 
 from __future__ import annotations
 
@@ -10,47 +12,162 @@ import warnings
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
-from camlens import GradCAM, ScoreCAM
+from camlens import AblationCAM, EigenCAM, GradCAM, ScoreCAM
+from camlens.layers import auto_target_layers
 from camlens.reshape import TokenReshape
 from camlens.targets import ClassifierOutputTarget
+from testnets import hooks_of
 
-# Importing transformers alone takes ~10-20 s on the 2-core CI machine: slow-marked (make test-slow).
-pytestmark = pytest.mark.slow
-transformers = pytest.importorskip("transformers")
+transformers = pytest.importorskip("transformers", reason="transformers is not installed (the 'hf' / 'test' extra)")
+
+_SMALL = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, num_labels=4)
+_SWIN = dict(image_size=32, patch_size=4, embed_dim=8, depths=[1, 1], num_heads=[1, 2], window_size=4, num_labels=4)
+_CNN = dict(num_stages=2, hidden_sizes=[8, 16], depths=[1, 1], num_labels=4)
+
+# name -> (config class, kwargs, model class, input size, automatic layer, prefix tokens, token grid)
+CASES = {
+    "vit": ("ViTConfig", dict(image_size=16, patch_size=4, **_SMALL), "ViTForImageClassification",
+            16, "vit.layers.1.layernorm_before", 1, (4, 4)),
+    "deit-distilled": ("DeiTConfig", dict(image_size=16, patch_size=4, **_SMALL), "DeiTForImageClassificationWithTeacher",
+                       16, "deit.layers.1.layernorm_before", 2, (4, 4)),
+    "beit": ("BeitConfig", dict(image_size=16, patch_size=4, **_SMALL), "BeitForImageClassification",
+             16, "beit.layers.1.layernorm_before", 1, (4, 4)),
+    "dinov2": ("Dinov2Config", dict(image_size=16, patch_size=4, **_SMALL), "Dinov2ForImageClassification",
+               16, "dinov2.encoder.layer.1.norm1", 1, (4, 4)),
+    "dinov2-registers": ("Dinov2WithRegistersConfig", dict(image_size=16, patch_size=4, num_register_tokens=3, **_SMALL),
+                         "Dinov2WithRegistersForImageClassification",
+                         16, "dinov2_with_registers.encoder.layer.1.norm1", 4, (4, 4)),
+    "swin": ("SwinConfig", _SWIN, "SwinForImageClassification", 32, "swin.encoder.layers.1", 0, (4, 4)),
+    "swinv2": ("Swinv2Config", _SWIN, "Swinv2ForImageClassification", 32, "swinv2.encoder.layers.1", 0, (4, 4)),
+    "convnext": ("ConvNextConfig", _CNN, "ConvNextForImageClassification", 64, "convnext.encoder.stages.1", None, None),
+    "resnet": ("ResNetConfig", dict(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=4),
+               "ResNetForImageClassification", 32, "resnet.encoder.stages.1", None, None),
+}  # fmt: skip
 
 
-def _quiet(build):
+def _build(name: str) -> torch.nn.Module:
+    config_cls, kwargs, model_cls, *_ = CASES[name]
+    if not hasattr(transformers, model_cls):
+        pytest.skip(f"transformers {transformers.__version__} has no {model_cls}")
+    layer = CASES[name][4]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.manual_seed(0)
-        return build().eval()
+        model = getattr(transformers, model_cls)(getattr(transformers, config_cls)(**kwargs)).eval()
+    # transformers 4.x names ViT/DeiT/BEiT blocks encoder.layer.i (5.x: layers.i)
+    if not any(n == layer for n, _ in model.named_modules()):
+        CASES[name] = (*CASES[name][:4], layer.replace(".layers.", ".encoder.layer."), *CASES[name][5:])
+    return model
 
 
-def test_hf_resnet_automatic_layer_and_pixel_values():
-    cfg = transformers.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=4)
-    model = _quiet(lambda: transformers.ResNetForImageClassification(cfg))
-    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+def _input(name: str, n: int = 2) -> torch.Tensor:
+    size = CASES[name][3]
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_automatic_layer_and_reshape(name):
+    model = _build(name)
+    *_, layer, prefix, grid = CASES[name]
+    choice = auto_target_layers(model)
+    assert choice.names == [layer], choice.description
+    assert "HuggingFace" in choice.family
+    if prefix is None:
+        assert choice.reshape_transform is None  # channels-first CNN stages
+    else:
+        assert isinstance(choice.reshape_transform, TokenReshape)
+        assert (choice.reshape_transform.num_prefix_tokens, choice.reshape_transform.grid) == (prefix, grid)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_methods_with_no_layer_given_leave_nothing_behind(name):
+    model = _build(name).train()  # flags must come back as they were
+    flags = [m.training for m in model.modules()]
+    hooks = hooks_of(model)
+    x = _input(name)
+    size = CASES[name][3]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # AblationCAM: HF models do not trace with torch.fx -> full-model path
+        runs = {
+            "GradCAM": GradCAM(model)(x),
+            "EigenCAM": EigenCAM(model)(x),
+            "ScoreCAM": ScoreCAM(model, top_k=4, batch_size=8, progress=False)(x),
+            "AblationCAM": AblationCAM(model, progress=False)(x),
+        }
+    for method, maps in runs.items():
+        assert maps.shape == (2, size, size), method
+        assert np.isfinite(maps).all(), method
+        assert maps.reshape(2, -1).std(axis=1).min() > 0, f"{method}: constant map"
+    assert [m.training for m in model.modules()] == flags
+    assert hooks_of(model) == hooks
+    assert all(p.grad is None for p in model.parameters())
+
+
+def _manual_gradcam(model, layer: str, x: torch.Tensor, target: int, prefix: int, grid: tuple[int, int]) -> torch.Tensor:
+    """Grad-CAM by hand: capture the layer's output (the first element of a tuple), differentiate
+    the class logit, drop ``prefix`` tokens, lay the rest on ``grid``, weight channels by the mean
+    gradient over positions, sum, ReLU."""
+    module = dict(model.named_modules())[layer]
+    store = {}
+
+    def hook(m, args, out):
+        tokens = out[0] if isinstance(out, tuple) else out
+        tokens.retain_grad()
+        store["a"] = tokens
+
+    handle = module.register_forward_hook(hook)
+    try:
+        logits = model(x).logits
+        logits[:, target].sum().backward()
+    finally:
+        handle.remove()
+        model.zero_grad(set_to_none=True)
+    a, g = store["a"].detach(), store["a"].grad
+    h, w = grid
+    a = a[:, prefix:].transpose(1, 2).reshape(a.shape[0], -1, h, w)
+    g = g[:, prefix:].transpose(1, 2).reshape(g.shape[0], -1, h, w)
+    return F.relu((g.mean(dim=(2, 3), keepdim=True) * a).sum(dim=1))
+
+
+@pytest.mark.parametrize("name", ["dinov2-registers", "deit-distilled", "swin"])
+def test_gradcam_equals_the_hand_computed_map(name):
+    """Register / distillation tokens are dropped and a Swin stage's tuple is read at its tokens."""
+    model = _build(name)
+    *_, layer, prefix, grid = CASES[name]
+    x = _input(name)
+    explanation = GradCAM(model).explain(x, targets=[ClassifierOutputTarget(3)] * 2)
+    want = _manual_gradcam(model, layer, x, 3, prefix, grid)
+    got = torch.relu(explanation.layer_maps[0])
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    assert float(want.flatten(1).amax(1).min()) > 0  # the check is not comparing blanks
+
+
+def test_pixel_values_by_name_and_logits_output():
+    model = _build("resnet")
+    x = _input("resnet")
     cam = GradCAM(model)
-    assert cam.target_layer_names == ["resnet.encoder.stages.1"]  # the last stage, found by the probe
     by_name = cam(x, targets=[ClassifierOutputTarget(1)] * 2, input_name="pixel_values")
     positional = cam(x, targets=[ClassifierOutputTarget(1)] * 2)
-    assert by_name.shape == (2, 32, 32)
     np.testing.assert_allclose(by_name, positional, atol=1e-6)
     with torch.no_grad():  # the engine reads ModelOutput.logits
         logits = model(pixel_values=x).logits
     assert torch.allclose(cam.explain(x, input_name="pixel_values").scores, logits.max(dim=1).values, atol=1e-5)
 
 
-def test_hf_vit_tokens_with_class_token():
-    cfg = transformers.ViTConfig(image_size=16, patch_size=4, hidden_size=16, num_hidden_layers=2,
-                                 num_attention_heads=2, intermediate_size=32, num_labels=4)  # fmt: skip
-    model = _quiet(lambda: transformers.ViTForImageClassification(cfg))
-    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
-    layers = [name for name, _ in model.named_modules() if name.endswith("layernorm_before")]
-    reshape = TokenReshape(grid=(4, 4), num_prefix_tokens=1)  # 16 patches after the class token
-    grad = GradCAM(model, layers[-1], reshape_transform=reshape)(x, input_name="pixel_values")
-    score = ScoreCAM(model, layers[-1], reshape_transform=reshape, top_k=4, progress=False)(x, input_name="pixel_values")
-    for maps in (grad, score):
-        assert maps.shape == (2, 16, 16) and np.isfinite(maps).all()
-        assert maps.reshape(2, -1).max(axis=1).max() == pytest.approx(1.0)
+def test_automatic_choice_equals_the_explicit_one():
+    model = _build("vit")
+    x = _input("vit")
+    layer = CASES["vit"][4]
+    auto = GradCAM(model)(x, input_name="pixel_values")
+    explicit = GradCAM(model, layer, reshape_transform=TokenReshape(grid=(4, 4), num_prefix_tokens=1))(x)
+    np.testing.assert_allclose(auto, explicit, atol=1e-6)
+
+
+def test_other_input_size_falls_back_to_the_square_token_grid():
+    """A ViT built for 16 px run at 24 px (interpolated position embeddings): 6x6 patches."""
+    model = _build("vit")
+    x = torch.randn(1, 3, 24, 24, generator=torch.Generator().manual_seed(2))
+    maps = GradCAM(model).explain(x, forward_kwargs={"interpolate_pos_encoding": True})
+    assert maps.layer_maps[0].shape == (1, 6, 6) and maps.cam.shape == (1, 24, 24)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -207,6 +208,15 @@ def test_every_torchvision_classifier_belongs_to_a_documented_family():
         doc = fh.read()
     for family in FAMILIES:
         assert family.name in doc, family.name
+
+
+def test_huggingface_families_are_documented():
+    from camlens.layers import HF_FAMILIES
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "architectures.md").read_text(encoding="utf-8")
+    for family in HF_FAMILIES:
+        assert family.name in doc, family.name
+        assert all(example in doc for example in family.examples), family.name
 
 
 def test_detect_family_none_for_unknown_model():

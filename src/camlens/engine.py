@@ -23,7 +23,10 @@ How a call works (:meth:`Engine.run`):
   through the targets, giving one score per image;
 * a target layer may return a mapping of tensors (a feature pyramid: torchvision's FPN
   ``backbone``): each tensor is captured and gets its own gradient, and ``reshape_transform``
-  (e.g. :class:`camlens.reshape.FPNReshape`) turns the mapping into one ``(N, C, h, w)`` map.
+  (e.g. :class:`camlens.reshape.FPNReshape`) turns the mapping into one ``(N, C, h, w)`` map;
+* a target layer may return a tuple (HuggingFace layers: ``(hidden_states, attention_weights)``):
+  its first tensor is captured and the rest of the tuple passes through
+  (:func:`camlens.hooks.layer_value`).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from .errors import (
     ModelOutputError,
     NonFiniteInputError,
 )
-from .hooks import HookSet, capture_scope, in_capture
+from .hooks import HookSet, capture_scope, in_capture, layer_value
 from .model_inputs import invoke
 from .targets import TargetFn, score_targets, targets_from_categories
 
@@ -425,27 +428,29 @@ class Engine:
             def hook(module: nn.Module, args: Any, output: Any) -> Any:
                 if not in_capture(token):
                     return None
-                if isinstance(output, Mapping) and output and all(
-                    isinstance(v, torch.Tensor) for v in output.values()
-                ):
+                found = layer_value(output)
+                if found is None:
+                    raise LayerOutputError(
+                        f"target layer {name!r} ({type(module).__name__}) returned a {type(output).__name__} "
+                        "holding no tensor; expected a tensor, a mapping of tensors or a tuple whose first "
+                        "tensor is the map; choose a submodule that returns a tensor"
+                    )
+                value, put_back = found
+                if isinstance(value, Mapping):
                     # A feature pyramid: capture every level; downstream gets copies, same mapping type.
-                    store[index] = {k: capture(v) for k, v in output.items()}
+                    store[index] = {k: capture(v) for k, v in value.items()}
                     if not need_gradients:
                         return None
-                    copy = type(output)() if isinstance(output, dict) else {}
+                    copy = type(value)() if isinstance(value, dict) else {}
                     for k, v in store[index].items():
                         copy[k] = v.clone()
-                    return copy
-                if not isinstance(output, torch.Tensor):
-                    raise LayerOutputError(
-                        f"target layer {name!r} ({type(module).__name__}) returned a {type(output).__name__}, "
-                        "not a tensor (or a mapping of tensors); choose a submodule that returns a tensor"
-                    )
-                store[index] = capture(output)
+                    return put_back(copy)
+                store[index] = capture(value)
                 if not need_gradients:
                     return None
                 # Downstream gets a copy: in-place ops after the layer cannot touch the capture.
-                return store[index].clone()
+                # A tuple output (HuggingFace layers) keeps its other elements as they are.
+                return put_back(store[index].clone())
 
             return hook
 

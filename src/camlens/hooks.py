@@ -7,6 +7,8 @@
 * :func:`eval_mode` runs the model in eval mode and restores every module's own flag afterwards,
   holding the model's lock (:func:`model_lock`) for the whole block: camlens calls on one model from
   several threads run one after the other, and nested calls on the same thread are allowed.
+* :func:`layer_value` picks what a capture hook records from a layer's output (a tensor, a mapping
+  of tensors, or the first tensor of a tuple) and how to hand a replacement back downstream.
 * :func:`capture_scope` / :func:`in_capture` tell a capture hook whether the forward pass now
   running on this thread is the one it was registered for (and not, say, a nested call made by a
   target callable, or another thread's plain ``model(x)``).
@@ -19,7 +21,7 @@ import difflib
 import re
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Union
 
 import torch
@@ -40,6 +42,7 @@ __all__ = [
     "model_lock",
     "capture_scope",
     "in_capture",
+    "layer_value",
 ]
 
 _INDEX = re.compile(r"^([^\[\]]*)((?:\[-?\d+\])*)$")
@@ -286,3 +289,40 @@ def in_capture(token: object) -> bool:
     """True when the innermost capture scope on this thread is ``token``'s (O(1), for hooks)."""
     stack = getattr(_SCOPES, "stack", None)
     return bool(stack) and stack[-1] is token
+
+
+def _is_tensor_mapping(value: Any) -> bool:
+    return isinstance(value, Mapping) and bool(value) and all(isinstance(v, torch.Tensor) for v in value.values())
+
+
+def layer_value(output: Any) -> tuple[Any, Callable[[Any], Any]] | None:
+    """What camlens explains of a layer's output, and how to put a replacement of it back.
+
+    * a tensor: itself;
+    * a mapping of tensors (a feature pyramid such as torchvision's FPN ``backbone``): itself;
+    * a tuple or list (HuggingFace layers return ``(hidden_states, attention_weights)``, Swin stages
+      ``(hidden_states, hidden_states_before_downsampling, output_dimensions)``): its first element
+      that is a tensor; the other elements pass through unchanged.
+
+    Returns ``(value, put_back)`` where ``put_back(new_value)`` rebuilds the output with
+    ``new_value`` in place of ``value`` (same container type, named tuples included), or ``None``
+    when the output holds no tensor at all.
+    """
+    if isinstance(output, torch.Tensor) or _is_tensor_mapping(output):
+        return output, lambda new: new
+    if isinstance(output, (tuple, list)):
+        index = next((i for i, v in enumerate(output) if isinstance(v, torch.Tensor)), None)
+        if index is None:
+            return None
+
+        def put_back(new: Any) -> Any:
+            items = list(output)
+            items[index] = new
+            if isinstance(output, list):
+                return type(output)(items) if type(output) is not list else items
+            if hasattr(output, "_fields"):  # a named tuple
+                return type(output)(*items)
+            return tuple(items) if type(output) is tuple else type(output)(items)
+
+        return output[index], put_back
+    return None

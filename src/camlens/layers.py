@@ -2,11 +2,12 @@
 
 :func:`auto_target_layers` is what a CAM uses when ``target_layers`` is omitted. It tries, in order:
 
-1. **Known families** (:data:`FAMILIES`), recognised by class name anywhere in the model class's
-   MRO *or* by structure (the attributes the family's layer path needs), on the model itself or
-   on its outermost matching submodule (a backbone wrapped in ``nn.Sequential(normalise, net)``
-   or stored as ``self.backbone`` is found too). Each family gives the conventional layer and,
-   for transformers, a reshape built from the model (:mod:`camlens.reshape`).
+1. **Known families** (:data:`TASK_FAMILIES`, :data:`HF_FAMILIES`, :data:`FAMILIES`), recognised
+   by class name anywhere in the model class's MRO *or* by structure (the attributes the family's
+   layer path needs), on the model itself or on its outermost matching submodule (a backbone
+   wrapped in ``nn.Sequential(normalise, net)`` or stored as ``self.backbone`` is found too).
+   Each family gives the conventional layer and, for transformers, a reshape built from the model
+   (:mod:`camlens.reshape`).
 2. **Generic fallback** for unknown CNNs: one probe forward pass on a small dummy input records
    every module output; the chosen layer is the *last module to return a spatial
    ``(N, C, h, w)`` map (``h*w > 1``) whose value still influences the output* (non-zero
@@ -35,6 +36,7 @@ __all__ = [
     "Family",
     "FamilyMatch",
     "FAMILIES",
+    "HF_FAMILIES",
     "TASK_FAMILIES",
     "auto_target_layers",
     "detect_family",
@@ -212,6 +214,80 @@ HF_VISION_TOWER = Family(
     reshape=_hf_vit_tokens,
     examples=("transformers.CLIPModel",),
 )
+
+# ---------------------------------------------------------------------- HuggingFace transformers
+# Paths differ between transformers releases (4.x: ``encoder.layer[i]``; 5.x: ``layers[i]`` for ViT,
+# DeiT and BEiT): each family tries its candidates in order.
+_HF_VIT_LAYERS = tuple(
+    f"{blocks}[-1].{norm}"
+    for norm in ("layernorm_before", "norm1")
+    for blocks in ("layers", "encoder.layer", "encoder.layers")
+)
+
+
+def _first_path(m: nn.Module, paths: tuple[str, ...]) -> Optional[str]:
+    return next((p for p in paths if find_submodule(m, p) is not None), None)
+
+
+def _hf_token_grid(m: nn.Module) -> Optional[ReshapeTransform]:
+    """Patch tokens of a HuggingFace ViT-style model after its class / distillation / register tokens."""
+    return TokenReshape.from_model(m)
+
+
+def _hf_swin_tokens(m: nn.Module) -> Optional[ReshapeTransform]:
+    """A HuggingFace Swin stage gives ``(N, h*w, C)`` tokens, no class token; the last stage's grid
+    is the patch grid halved at every patch merging (one per stage but the last)."""
+    cfg = getattr(m, "config", None)
+    size, patch, depths = getattr(cfg, "image_size", None), getattr(cfg, "patch_size", None), getattr(cfg, "depths", None)
+    if isinstance(size, int) and isinstance(patch, int) and patch > 0 and depths:
+        side = size // patch // 2 ** (len(depths) - 1)
+        if side > 0:
+            return TokenReshape(grid=(side, side), num_prefix_tokens=0, strict=False)
+    return TokenReshape(num_prefix_tokens=0)
+
+
+HF_VIT = Family(
+    name="ViT / DeiT / BEiT / DINOv2 (HuggingFace transformers)",
+    classes=(
+        "ViTModel", "DeiTModel", "BeitModel", "Data2VecVisionModel", "Dinov2Model", "Dinov2WithRegistersModel",
+        "ViTMSNModel",
+    ),
+    structure=lambda m: _has(m, "embeddings.patch_embeddings") and hasattr(m, "config")
+    and _first_path(m, _HF_VIT_LAYERS) is not None,
+    layer=lambda m: _first_path(m, _HF_VIT_LAYERS),
+    why="first norm of the last encoder layer (input of its attention); the layer's own output reaches a "
+    "class-token head only through the class token",
+    reshape=_hf_token_grid,
+    examples=(
+        "ViTForImageClassification", "DeiTForImageClassification", "DeiTForImageClassificationWithTeacher",
+        "BeitForImageClassification", "Dinov2ForImageClassification", "Dinov2WithRegistersForImageClassification",
+    ),
+)
+
+HF_SWIN = Family(
+    name="Swin v1/v2 (HuggingFace transformers)",
+    classes=("SwinModel", "Swinv2Model", "DonutSwinModel"),
+    structure=lambda m: _has(m, "embeddings.patch_embeddings", "layernorm") and _seq(m, "encoder.layers")
+    and _has(m, "encoder.layers[-1].blocks") and hasattr(m, "config"),
+    layer=lambda m: "encoder.layers[-1]",
+    why="last stage; it returns a tuple whose first element, the tokens (N, h*w, C), is explained: every "
+    "token is average-pooled into the head",
+    reshape=_hf_swin_tokens,
+    examples=("SwinForImageClassification", "Swinv2ForImageClassification"),
+)
+
+HF_CNN = Family(
+    name="ResNet / ConvNeXt / RegNet (HuggingFace transformers)",
+    classes=("ResNetModel", "ConvNextModel", "ConvNextV2Model", "RegNetModel"),
+    structure=lambda m: hasattr(m, "config") and _seq(m, "encoder.stages") and (_has(m, "embedder") or _has(m, "embeddings")),
+    layer=lambda m: "encoder.stages[-1]",
+    why="last stage (channels-first), before global pooling",
+    examples=("ResNetForImageClassification", "ConvNextForImageClassification", "ConvNextV2ForImageClassification"),
+)
+
+HF_FAMILIES: tuple[Family, ...] = (HF_VIT, HF_SWIN, HF_CNN)
+"""HuggingFace ``transformers`` vision models (a test extra, never imported here: recognised by class
+name and structure); listed in ``docs/architectures.md``. Tried after :data:`TASK_FAMILIES`."""
 
 TASK_FAMILIES: tuple[Family, ...] = (DETECTOR, SEGMENTER, HF_VISION_TOWER)
 """Families of models for tasks beyond classification (documented in ``docs/tasks.md``); they are
@@ -395,7 +471,7 @@ class FamilyMatch:
 def detect_family(model: nn.Module) -> FamilyMatch | None:
     """The first known family found on ``model`` or, outermost first, on one of its submodules."""
     for root_name, root in model.named_modules():
-        for family in TASK_FAMILIES + FAMILIES:
+        for family in TASK_FAMILIES + HF_FAMILIES + FAMILIES:
             if not family.matches(root):
                 continue
             path = family.layer(root)

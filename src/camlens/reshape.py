@@ -131,12 +131,14 @@ class TokenReshape:
     @classmethod
     def from_model(cls, model: nn.Module) -> "TokenReshape":
         """The reshape for a ViT-style ``model`` (timm ``VisionTransformer`` and relatives, DeiT,
-        torchvision ``VisionTransformer``): grid and prefix count read from the model."""
+        torchvision ``VisionTransformer``, HuggingFace ``ViTModel``/``DeiTModel``/``BeitModel``/
+        ``Dinov2Model``): grid and prefix count read from the model."""
         layout = model_token_layout(model)
         if layout is None:
             raise ReshapeError(
                 f"cannot read a token layout from {type(model).__name__}: expected a timm ViT "
-                "(patch_embed.grid_size, num_prefix_tokens) or a torchvision ViT (image_size, patch_size); "
+                "(patch_embed.grid_size, num_prefix_tokens), a torchvision ViT (image_size, patch_size) or a "
+                "HuggingFace ViT (config.image_size, config.patch_size, embeddings); "
                 "build TokenReshape(grid=(h, w), num_prefix_tokens=k) yourself"
             )
         grid, prefix = layout
@@ -294,11 +296,30 @@ def _pair(v: object) -> Grid | None:
     return None
 
 
+def _hf_token_layout(model: nn.Module) -> tuple[Grid, int] | None:
+    """A HuggingFace ViT-style model (``ViTModel``, ``DeiTModel``, ``BeitModel``, ``Dinov2Model``,
+    ...): the grid is ``config.image_size // config.patch_size``; the prefix tokens are the
+    ``embeddings``' class token, distillation token and register tokens (``mask_token`` is not
+    prepended to the sequence, so it does not count)."""
+    config, embeddings = getattr(model, "config", None), getattr(model, "embeddings", None)
+    image_size, patch = _pair(getattr(config, "image_size", None)), _pair(getattr(config, "patch_size", None))
+    if image_size is None or patch is None or not isinstance(embeddings, nn.Module) or min(patch) <= 0:
+        return None
+    prefix = 0
+    for name in ("cls_token", "distillation_token", "register_tokens"):
+        token = getattr(embeddings, name, None)
+        if isinstance(token, torch.Tensor):
+            prefix += int(token.shape[1]) if token.dim() == 3 else 1
+    return (image_size[0] // patch[0], image_size[1] // patch[1]), prefix
+
+
 def model_token_layout(model: nn.Module) -> tuple[Grid, int] | None:
     """``((h, w), num_prefix_tokens)`` of a ViT-style model, or ``None`` if it is not one.
 
     Reads timm's ``patch_embed.grid_size`` and ``num_prefix_tokens`` (class, distillation and
-    register tokens), or torchvision's ``image_size // patch_size`` with its class token.
+    register tokens), HuggingFace's ``config.image_size // config.patch_size`` with the class,
+    distillation and register tokens of its ``embeddings``, or torchvision's
+    ``image_size // patch_size`` with its class token.
     """
     patch_embed = getattr(model, "patch_embed", None)
     grid = _pair(getattr(patch_embed, "grid_size", None)) if patch_embed is not None else None
@@ -308,6 +329,9 @@ def model_token_layout(model: nn.Module) -> tuple[Grid, int] | None:
             prefix = int(getattr(model, "cls_token", None) is not None) + int(getattr(model, "dist_token", None) is not None)
             prefix += int(getattr(model, "num_reg_tokens", 0) or 0)
         return grid, prefix
+    hf = _hf_token_layout(model)
+    if hf is not None:
+        return hf
     image_size = _pair(getattr(model, "image_size", None))
     patch = _pair(getattr(model, "patch_size", None))
     if image_size is not None and patch is not None and hasattr(model, "conv_proj"):

@@ -42,7 +42,7 @@ from torch import fx, nn
 from .engine import CamLensWarning, OutputAdapter, call_model, default_output_adapter
 from .model_inputs import active_inputs, rows_of
 from .errors import CamLensError
-from .hooks import HookSet, capture_scope, in_capture
+from .hooks import HookSet, capture_scope, in_capture, layer_value
 
 __all__ = ["SplitError", "LayerSplit", "split_at_layer", "TailRunner"]
 
@@ -389,7 +389,10 @@ class TailRunner:
             # or another thread's forward of the same model)
 
             def replace(m: nn.Module, args: Any, output: Any) -> Any:
-                return rows if in_capture(token) else None
+                if not in_capture(token):
+                    return None
+                found = layer_value(output)  # a tuple output gets the rows in place of its first tensor
+                return rows if found is None else found[1](rows)
 
             with HookSet() as hooks, torch.no_grad(), capture_scope(token), rows_of(images):
                 hooks.forward(module, replace)
