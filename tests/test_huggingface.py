@@ -171,3 +171,56 @@ def test_other_input_size_falls_back_to_the_square_token_grid():
     x = torch.randn(1, 3, 24, 24, generator=torch.Generator().manual_seed(2))
     maps = GradCAM(model).explain(x, forward_kwargs={"interpolate_pos_encoding": True})
     assert maps.layer_maps[0].shape == (1, 6, 6) and maps.cam.shape == (1, 24, 24)
+
+
+def _manual_legrad(model, x: torch.Tensor, target: int, readout, prefix: int, grid: tuple[int, int]) -> list[torch.Tensor]:
+    """LeGrad by hand with eager attention: per block l, s^l = head(final norm(z^l)) read like the
+    model's own head, E^l = 1/(H T) sum_h sum_i ReLU(ds^l / dA^l[h, i, :]), patch keys on the grid."""
+    blocks = [m for n, m in model.named_modules() if type(m).__name__.endswith("Layer") and hasattr(m, "attention")]
+    store: list[dict] = [{} for _ in blocks]
+    handles = []
+    for block, slot in zip(blocks, store):
+        handles.append(block.attention.register_forward_hook(lambda m, a, out, slot=slot: slot.update(attn=out[1])))
+        handles.append(block.register_forward_hook(lambda m, a, out, slot=slot: slot.update(z=out)))
+    try:
+        model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    maps = []
+    for slot in store:
+        score = readout(slot["z"])[:, target].sum()
+        (grad,) = torch.autograd.grad(score, slot["attn"])  # (N, H, T, T)
+        heads, t = grad.shape[1], grad.shape[-1]
+        e = grad.clamp_min(0).sum(dim=(1, 2)) / (heads * t)  # (N, T) over keys
+        maps.append(e[:, prefix:].reshape(-1, *grid))
+    model.zero_grad(set_to_none=True)
+    return maps
+
+
+@pytest.mark.parametrize("name", ["vit", "dinov2-registers", "deit-distilled"])
+def test_legrad_equals_the_hand_computed_relevance(name):
+    """LeGrad reads HuggingFace attention (q_proj / k_proj / v_proj / o_proj) from the gradient at
+    o_proj's input, with the model's own head as the per-layer readout; checked against autograd
+    through the explicit (eager) attention probabilities."""
+    from camlens import LeGrad
+
+    config_cls, kwargs, model_cls, *_ = CASES[name]
+    if not hasattr(transformers, model_cls):
+        pytest.skip(f"transformers {transformers.__version__} has no {model_cls}")
+    torch.manual_seed(0)
+    model = getattr(transformers, model_cls)(getattr(transformers, config_cls)(attn_implementation="eager", **kwargs)).eval()
+    prefix, grid = CASES[name][5], CASES[name][6]
+    if not all(hasattr(m, "o_proj") for n, m in model.named_modules() if n.endswith("attention")):
+        pytest.skip("transformers 4.x attention layout (query/key/value): LeGrad needs readout= and q/k/v projections")
+    x = _input(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the readout must reproduce the model's output (else a warning)
+        explanation = LeGrad(model).explain(x, targets=[ClassifierOutputTarget(2)] * 2)
+    from camlens.methods.legrad import default_readout
+
+    want = _manual_legrad(model, x, 2, default_readout(model), prefix, grid)
+    assert len(explanation.layer_maps) == len(want) == 2
+    for got, expected in zip(explanation.layer_maps, want):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-7)
+        assert float(expected.abs().max()) > 0

@@ -14,9 +14,10 @@ from torch import nn
 from .. import postprocess as pp
 from ..engine import CamLensWarning, Capture, Engine, OutputAdapter
 from ..errors import ArgumentError, InputTypeError, LayerNotFoundError, LayerOutputError
-from ..hooks import HookSet, LayerSpec, resolve_layers
+from ..hooks import HookSet, LayerSpec, layer_value, resolve_layers
 from ..registry import register
-from ..reshape import TokenReshape, model_token_layout
+from ..layers import reshape_transform_for
+from ..reshape import TokenReshape
 from ..targets import TargetFn, score_targets
 from .base import BaseCAM, LayerContext
 
@@ -32,13 +33,33 @@ def _is_timm_attention(m: nn.Module) -> bool:
     )
 
 
+def _split_out_proj(m: nn.Module) -> nn.Module | None:
+    return next((getattr(m, n) for n in ("o_proj", "out_proj") if isinstance(getattr(m, n, None), nn.Linear)), None)
+
+
+def _split_heads(m: nn.Module) -> int | None:
+    heads = next((getattr(m, n) for n in ("num_attention_heads", "num_heads") if isinstance(getattr(m, n, None), int)), None)
+    return heads if heads and not isinstance(heads, bool) else None
+
+
+def _is_split_attention(m: nn.Module) -> bool:
+    """Separate query / key / value projections (HuggingFace ViT, DeiT, BEiT, DINOv2 in transformers
+    5, CLIP): ``q_proj``, ``k_proj``, ``v_proj``, output ``o_proj`` (or ``out_proj``), a head count."""
+    return (
+        all(isinstance(getattr(m, n, None), nn.Linear) for n in ("q_proj", "k_proj", "v_proj"))
+        and _split_out_proj(m) is not None
+        and _split_heads(m) is not None
+    )
+
+
 def _is_attention(m: nn.Module) -> bool:
-    return isinstance(m, nn.MultiheadAttention) or _is_timm_attention(m)
+    return isinstance(m, nn.MultiheadAttention) or _is_timm_attention(m) or _is_split_attention(m)
 
 
 def attention_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """``(name, block)`` of every module with exactly one self-attention child, in model order:
-    torchvision ViT ``encoder.layers[i]`` (``self_attention``), timm ViT/DeiT ``blocks[i]`` (``attn``)."""
+    torchvision ViT ``encoder.layers[i]`` (``self_attention``), timm ViT/DeiT ``blocks[i]`` (``attn``),
+    HuggingFace ``layers[i]`` / ``encoder.layer[i]`` (``attention``)."""
     return [
         (name, m)
         for name, m in model.named_modules()
@@ -77,7 +98,8 @@ class _Attention:
 
     With ``U_h = A_h V_h`` (heads concatenated: ``U``) the attention's only use of ``A``,
     ``dS/dA_h = dS/dU_h V_h^T`` exactly; the softmax is never recomputed. ``U`` is captured as the
-    input of timm's ``attn.norm`` / ``attn.proj`` (``V`` from ``attn.qkv``'s output); for
+    input of timm's ``attn.norm`` / ``attn.proj`` (``V`` from ``attn.qkv``'s output) or of
+    HuggingFace's ``o_proj`` (``V`` from ``v_proj``); for
     ``nn.MultiheadAttention`` (whose ``U`` and ``V`` never leave the fused kernel) the gradient at
     its output ``o = U W_o^T + b_o`` gives ``dS/dU = dS/do W_o`` and ``V = x W_v^T + b_v``.
     """
@@ -113,6 +135,10 @@ class _Attention:
         if isinstance(m, nn.MultiheadAttention):
             hooks.forward(m, self._mha_hook(index, store), with_kwargs=True)
             return
+        if _is_split_attention(m):
+            hooks.forward(m.v_proj, self._value_hook(index, store))
+            hooks.forward_pre(_split_out_proj(m), self._leaf_pre_hook(index, store))
+            return
         hooks.forward(m.qkv, self._qkv_hook(index, store))
         consumer = m.norm if isinstance(getattr(m, "norm", None), nn.Module) else m.proj
         hooks.forward_pre(consumer, self._leaf_pre_hook(index, store))
@@ -140,6 +166,14 @@ class _Attention:
             heads = self.module.num_heads
             d = three_d // 3
             store[index] = _Captured(value=output.detach()[..., 2 * d :].reshape(n, t, heads, d // heads).transpose(1, 2))
+
+        return hook
+
+    def _value_hook(self, index: int, store: dict[int, _Captured]) -> Callable[..., Any]:
+        def hook(v_proj: nn.Module, args: Any, output: torch.Tensor) -> None:
+            n, t, c = output.shape
+            heads = _split_heads(self.module)
+            store[index] = _Captured(value=output.detach().reshape(n, t, heads, c // heads).transpose(1, 2))
 
         return hook
 
@@ -196,11 +230,45 @@ def default_readout(model: nn.Module) -> Readout:
         return lambda z: model.heads(model.encoder.ln(z[:, :1])[:, 0])  # LayerNorm is per token
     if callable(getattr(model, "forward_head", None)) and isinstance(getattr(model, "norm", None), nn.Module):
         return lambda z: model.forward_head(model.norm(z))
+    hf = _huggingface_readout(model)
+    if hf is not None:
+        return hf
     raise ArgumentError(
         f"LeGrad does not know how {type(model).__name__} turns a block's tokens into its output; pass "
         "readout=<callable mapping tokens (N, T, C) to the model output (N, classes)>, e.g. "
         "lambda z: model.head(model.norm(z)[:, 0])"
     )
+
+
+def _huggingface_readout(model: nn.Module) -> Readout | None:
+    """The heads of HuggingFace's ``...ForImageClassification`` ViT models, as their ``forward``
+    applies them to the base model's final norm (checked against the model's output at every call):
+    class token (ViT, DeiT), class + distillation tokens averaged (DeiT with teacher), the base
+    model's pooler (BEiT: mean of the patch tokens, or the class token), class token next to the
+    mean of the patch tokens after the register tokens (DINOv2)."""
+    kind = type(model).__name__
+    bases = [c for c in model.children() if isinstance(getattr(c, "layernorm", None), nn.Module)]
+    if len(bases) != 1:
+        return None
+    base = bases[0]
+
+    def norm(z: torch.Tensor) -> torch.Tensor:
+        return base.layernorm(z)
+
+    if kind in ("ViTForImageClassification", "DeiTForImageClassification") and isinstance(
+        getattr(model, "classifier", None), nn.Module
+    ):
+        return lambda z: model.classifier(norm(z)[:, 0])
+    if kind == "DeiTForImageClassificationWithTeacher":
+        return lambda z: (model.cls_classifier(norm(z)[:, 0]) + model.distillation_classifier(norm(z)[:, 1])) / 2
+    if kind in ("BeitForImageClassification", "Data2VecVisionForImageClassification") and isinstance(
+        getattr(base, "pooler", None), nn.Module
+    ):
+        return lambda z: model.classifier(base.pooler(norm(z)))
+    if kind in ("Dinov2ForImageClassification", "Dinov2WithRegistersForImageClassification"):
+        skip = 1 + int(getattr(getattr(model, "config", None), "num_register_tokens", 0) or 0)
+        return lambda z: model.classifier(torch.cat([norm(z)[:, 0], norm(z)[:, skip:].mean(dim=1)], dim=1))
+    return None
 
 
 # ----------------------------------------------------------------------------- runner
@@ -227,15 +295,17 @@ class _LeGradEngine(Engine):
         name = self.layers[index][0]
 
         def hook(block: nn.Module, args: Any, output: Any) -> Any:
-            if not isinstance(output, torch.Tensor) or output.dim() != 3:
-                shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+            found = layer_value(output)  # a block returning a tuple (transformers 4.x): its first tensor
+            tokens = found[0] if found is not None else output
+            if not isinstance(tokens, torch.Tensor) or tokens.dim() != 3:
+                shape = tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(output).__name__
                 raise LayerOutputError(f"LeGrad target block {name!r} returned {shape}; expected tokens (N, T, C)")
             captured = store.get(index)
             if captured is None or captured.leaf is None:
                 raise LayerOutputError(f"the attention of LeGrad target block {name!r} did not run inside the block")
-            captured.tokens = output
+            captured.tokens = tokens
             torch.set_grad_enabled(False)
-            return output.detach()  # cut: later blocks do not feed back into this layer's gradient
+            return found[1](tokens.detach())  # cut: later blocks do not feed back into this layer's gradient
 
         return hook
 
@@ -319,7 +389,9 @@ class LeGrad(BaseCAM):
 
     Several target layers are merged *before* normalisation (``combine``: mean, as in the paper,
     or max); ``eigen_smooth`` does not apply and is ignored; ``aug_smooth`` works. Works with
-    torchvision ``VisionTransformer`` and timm ViT/DeiT (``blocks[i].attn``); any other model with
+    torchvision ``VisionTransformer``, timm ViT/DeiT (``blocks[i].attn``) and HuggingFace
+    ViT/DeiT/BEiT/DINOv2 classifiers (transformers 5: ``q_proj``/``k_proj``/``v_proj``/``o_proj``,
+    read out by the model's own head and checked against its output); any other model with
     such blocks needs ``readout=`` (tokens ``(N, T, C)`` -> the scores the targets read, i.e. the
     model output after ``output_adapter``). Models without attention blocks raise ``LayerNotFoundError``.
     A target layer inside a block (``"blocks[-1].norm1"``, the layer other methods use on a ViT)
@@ -363,13 +435,15 @@ class LeGrad(BaseCAM):
                 raise LayerNotFoundError(
                     f"LeGrad explains vision transformers, and {type(model).__name__} has no transformer block with "
                     "self-attention (torchvision ViT 'encoder.layers[i].self_attention', timm ViT/DeiT "
-                    "'blocks[i].attn'); use a CAM method such as GradCAM for this model"
+                    "'blocks[i].attn', HuggingFace 'layers[i].attention' with q_proj/k_proj/v_proj/o_proj); "
+                    "use a CAM method such as GradCAM for this model"
                 )
             target_layers = [m for _, m in blocks]
         else:
             target_layers = _enclosing_blocks(model, spec, blocks)
         if reshape_transform is None:
-            reshape_transform = TokenReshape.from_model(model) if model_token_layout(model) else TokenReshape()
+            found = reshape_transform_for(model)  # the model's own layout, also on a HuggingFace base model
+            reshape_transform = found if isinstance(found, TokenReshape) else TokenReshape()
         super().__init__(model, target_layers, use_cuda, reshape_transform, **kwargs)
         attentions = [_Attention.of_block(name, block) for name, block in self.layers]
         self.readout = readout if readout is not None else default_readout(model)
