@@ -16,7 +16,8 @@ runs in a fresh namespace (:func:`example_namespace`) that binds them to small r
 
 A block (Markdown or ``Example::``) that cannot run here (a download, a file that is not in the
 repository) starts with the comment ``# docs: skip <reason>``; such blocks are reported as skipped tests with their
-reason, so they stay visible (``pytest -rs``).
+reason, so they stay visible (``pytest -rs``). A block that needs an optional package outside the ``test``
+extra starts with ``# docs: requires <module> ...`` and runs where the modules import (skipped elsewhere).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from camlens.registry import available_methods, get_method
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIP = re.compile(r"^\s*#\s*docs:\s*skip\b\s*(.*)$")
+REQUIRES = re.compile(r"^\s*#\s*docs:\s*requires\s+(\S.*)$")
 
 
 # --------------------------------------------------------------------------- the namespace
@@ -208,10 +210,15 @@ def test_docstring_example_runs(where: str, code: str, tmp_path: Path, monkeypat
 
 
 def _skip_if_marked(code: str, where: str) -> None:
-    m = SKIP.match(code.strip().split("\n")[0])
+    first = code.strip().split("\n")[0]
+    m = SKIP.match(first)
     if m:
         assert m.group(1).strip(), f"{where}: '# docs: skip' needs a reason"
         pytest.skip(f"{where}: {m.group(1).strip()}")
+    m = REQUIRES.match(first)
+    if m:  # an optional package outside the test extra: the block runs where it is installed
+        for module in m.group(1).split():
+            pytest.importorskip(module, reason=f"{where} needs {module}")
 
 
 # --------------------------------------------------------------------------- guides and README

@@ -19,7 +19,8 @@ How a call works (:meth:`Engine.run`):
   and a note giving camlens's context (input shape, model, the likely fix);
 * the model's output goes through an *output adapter* (tensors pass through; dicts give
   ``"logits"`` or ``"out"`` or their only tensor; objects give ``.logits``; tuples their first
-  tensor; a list of per-image mappings, as torchvision detectors return, stays a list) and then
+  tensor; a list of per-image mappings, as torchvision detectors return, stays a list; an
+  Ultralytics YOLO detector's raw predictions become such a list, :mod:`camlens.yolo`) and then
   through the targets, giving one score per image;
 * a target layer may return a mapping of tensors (a feature pyramid: torchvision's FPN
   ``backbone``): each tensor is captured and gets its own gradient, and ``reshape_transform``
@@ -54,6 +55,7 @@ from .errors import (
 from .hooks import HookSet, capture_scope, in_capture, layer_value
 from .model_inputs import invoke
 from .targets import TargetFn, score_targets, targets_from_categories
+from .yolo import output_adapter_for
 
 __all__ = [
     "Capture",
@@ -152,10 +154,11 @@ def forward_outputs(model: nn.Module, x: torch.Tensor, output_adapter: OutputAda
     """The adapted output of ``model`` for ``x``: no capture hooks, no autograd, detached.
 
     The one forward-without-hooks of the library (engine, perturbation methods and metrics use it).
-    The caller holds eval mode. ``output_adapter`` defaults to :func:`default_output_adapter`.
+    The caller holds eval mode. ``output_adapter`` defaults to the model's own reader where camlens
+    knows one (:func:`camlens.yolo.output_adapter_for`), else :func:`default_output_adapter`.
     """
     with torch.no_grad():
-        out = (output_adapter or default_output_adapter)(call_model(model, x))
+        out = (output_adapter or output_adapter_for(model) or default_output_adapter)(call_model(model, x))
     return detach_outputs(check_adapted(out))
 
 
@@ -375,7 +378,8 @@ class Engine:
     ) -> None:
         self.model = model
         self.layers = list(layers)
-        self.output_adapter = output_adapter or default_output_adapter
+        # A model that camlens knows to need its own reader (Ultralytics YOLO: camlens.yolo) gets it.
+        self.output_adapter = output_adapter or output_adapter_for(model) or default_output_adapter
         self.allow_nonfinite = allow_nonfinite
         self.input_gradient = input_gradient
         self.hessian_vector = hessian_vector

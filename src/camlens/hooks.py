@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from .errors import InputTypeError, LayerNotFoundError
+from .yolo import yolo_wrapped_model
 
 LayerSpec = Union[nn.Module, str]
 
@@ -70,7 +71,8 @@ def _inner(module: Any) -> nn.Module | None:
 
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The eager module inside ``torch.compile`` / ``DataParallel`` / ``DistributedDataParallel``
-    wrappers (any nesting), or ``model`` itself. FSDP is kept: only its wrapper can run it.
+    wrappers (any nesting), or ``model`` itself. FSDP is kept: only its wrapper can run it. An
+    ``ultralytics.YOLO`` object gives its ``DetectionModel`` (:func:`camlens.yolo.yolo_wrapped_model`).
 
     camlens explains the unwrapped module: the same weights, hence the same numbers, with hooks
     that always fire and no recompilation, replica threads or collective calls.
@@ -83,6 +85,8 @@ def unwrap_model(model: nn.Module) -> nn.Module:
         net = nn.Linear(2, 2)
         assert unwrap_model(torch.compile(nn.DataParallel(net))) is net
     """
+    inner = yolo_wrapped_model(model)  # ultralytics.YOLO: its forward is predict(); explain yolo.model
+    model = model if inner is None else inner
     while type(model).__name__ in _EAGER_EQUIVALENT and _inner(model) is not None:
         model = _inner(model)  # type: ignore[assignment]
     return model

@@ -30,6 +30,7 @@ from .engine import default_output_adapter, model_device, model_dtype
 from .errors import CamLensError, LayerNotFoundError
 from .hooks import HookSet, eval_mode, find_submodule, resolve_layers, unwrap_model
 from .reshape import ChannelsLast, FPNReshape, TokenReshape
+from .yolo import is_yolo_detector, yolo_target_layer
 
 __all__ = [
     "LayerChoice",
@@ -289,7 +290,17 @@ HF_FAMILIES: tuple[Family, ...] = (HF_VIT, HF_SWIN, HF_CNN)
 """HuggingFace ``transformers`` vision models (a test extra, never imported here: recognised by class
 name and structure); listed in ``docs/architectures.md``. Tried after :data:`TASK_FAMILIES`."""
 
-TASK_FAMILIES: tuple[Family, ...] = (DETECTOR, SEGMENTER, HF_VISION_TOWER)
+YOLO_DETECTOR = Family(
+    name="Ultralytics YOLO detectors (v3/v5/v6/v8/v9/v10/11/26 DetectionModel)",
+    classes=(),  # recognised by its Detect head (camlens.yolo), never by importing ultralytics
+    structure=is_yolo_detector,
+    layer=yolo_target_layer,
+    why="the deepest layer every scale the Detect head reads is computed from: the stride-8 (P3) map "
+    "of a PAN neck, so every box depends on it; its raw output is read by camlens.yolo.YOLOOutputAdapter",
+    examples=("yolov8n.yaml", "yolo11n.yaml"),
+)
+
+TASK_FAMILIES: tuple[Family, ...] = (DETECTOR, SEGMENTER, HF_VISION_TOWER, YOLO_DETECTOR)
 """Families of models for tasks beyond classification (documented in ``docs/tasks.md``); they are
 tried before :data:`FAMILIES`."""
 

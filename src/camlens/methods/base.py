@@ -221,7 +221,8 @@ class BaseCAM:
             them ``(N, C, h, w)`` (e.g. for vision-transformer tokens).
         target_layer: older single-layer spelling of ``target_layers``.
         output_adapter: turns the model's output into a ``(N, ...)`` score tensor (default:
-            :func:`camlens.engine.default_output_adapter`).
+            :func:`camlens.engine.default_output_adapter`; Ultralytics YOLO detectors:
+            :class:`camlens.yolo.YOLOOutputAdapter`).
         batch_size: images per forward pass for perturbation methods (settable later as
             ``cam.batch_size``).
         combine: how maps of several layers are combined: ``"mean"`` (default), ``"max"``, ``"sum"``.
