@@ -218,7 +218,7 @@ def _skip_if_marked(code: str, where: str) -> None:
     m = REQUIRES.match(first)
     if m:  # an optional package outside the test extra: the block runs where it is installed
         for module in m.group(1).split():
-            pytest.importorskip(module, reason=f"{where} needs {module}")
+            pytest.importorskip(module, reason=f"{where} needs {module}", exc_type=ImportError)
 
 
 # --------------------------------------------------------------------------- guides and README
