@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 from torch import nn
@@ -273,3 +275,28 @@ def test_end_to_end_head():
     e = GradCAM(net).explain(x, middle)
     assert finite_varied(e.cam)
     assert EigenCAM(net).explain(x).layer_names == ["model.16"]
+
+
+def test_cli_explains_a_yolo_model_file_with_boxes(tmp_path):
+    """``camlens explain --task detection --model-file yolo.py``: a 70x90 image is padded to a
+    multiple of the stride for the model, and the map comes back at 70x90 with the boxes drawn."""
+    _tasks()
+    from PIL import Image
+
+    from camlens.app.cli import main
+
+    (tmp_path / "yolo.py").write_text(
+        "import torch\nfrom ultralytics.nn.tasks import DetectionModel\n\n"
+        "def load():\n    torch.manual_seed(0)\n    return DetectionModel('yolov8n.yaml', nc=3, verbose=False)\n"
+    )
+    rng = torch.Generator().manual_seed(0)
+    image = (torch.rand(70, 90, 3, generator=rng) * 255).to(torch.uint8).numpy()
+    Image.fromarray(image).save(tmp_path / "img.png")
+    out = tmp_path / "out"
+    argv = ["explain", str(tmp_path / "img.png"), "--task", "detection", "--model-file", str(tmp_path / "yolo.py"),
+            "-m", "eigencam", "--score-threshold", "0.0001", "-o", str(out), "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 0
+    cam = np.load(out / "img_eigencam_cam.npy")
+    assert cam.shape == (70, 90) and np.isfinite(cam).all() and cam.std() > 0
+    overlay = np.asarray(Image.open(out / "img_eigencam_cam.png"))
+    assert overlay.shape == (70, 90, 3)

@@ -137,12 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
         "model takes them (default: inferred from the array's shape, see docs/inputs.md); writes the raw map "
         "(.npy) and a montage of slice overlays (volumes) or a heat strip (signals)",
     )
-    ex.add_argument("--model-file", default=None, help="Python file whose load*() function returns the model (.npy inputs)")
+    ex.add_argument(
+        "--model-file", default=None,
+        help="Python file whose load*() function returns the model (.npy inputs; --task detection|segmentation, "
+        "e.g. an Ultralytics YOLO model); it gets the input in [0, 1] without normalisation",
+    )
     ex.add_argument("--model-fn", default=None, help="function of --model-file to call (default: its only load* function)")
     ex.add_argument(
         "--task", choices=("classification", "detection", "segmentation"), default="classification",
-        help="classification (default); detection: a torchvision detector (--model fasterrcnn_resnet50_fpn), "
-        "maps of its detections with the boxes drawn; segmentation: a torchvision segmenter "
+        help="classification (default); detection: a torchvision detector (--model fasterrcnn_resnet50_fpn) or "
+        "a --model-file model such as Ultralytics YOLO, maps of its detections with the boxes drawn; segmentation: a torchvision segmenter "
         "(--model deeplabv3_resnet50), the map of one class's pixels (--target-category, default the most frequent)",
     )
     ex.add_argument(
@@ -452,8 +456,10 @@ def _load_task_model(task: str, name: str, weights: str, device: torch.device) -
 def _explain_task(args: argparse.Namespace) -> int:
     """``camlens explain --task detection|segmentation``: one map per image and method, with the
     detections' boxes (labels and scores) or the explained class drawn in the file name."""
+    from ..hooks import unwrap_model
     from ..image import draw_detections, save_image, show_cam_on_image
     from ..targets import DetectionTarget, SemanticSegmentationTarget
+    from ..yolo import YOLOOutputAdapter, is_yolo_detector
 
     methods = _resolve_methods(args.method)
     device = resolve_device(args.device, args.use_cuda)
@@ -462,22 +468,42 @@ def _explain_task(args: argparse.Namespace) -> int:
     out = Path(args.output_dir)
     if out.exists() and not out.is_dir():
         raise OutputError(f"output folder {str(out)!r} exists as a file; pass a folder with --output-dir")
-    model = _load_task_model(args.task, args.model, args.weights, device)
-    if args.weights == "none":
-        _note("note: --weights none gives a randomly initialised model; its detections and maps mean nothing")
+    options: dict[str, Any] = {}
+    stride = 1
+    if args.model_file:  # the model takes the image in [0, 1] as it is (normalise inside the model)
+        from .zoo import load_model_file
+
+        model = load_model_file(args.model_file, args.model_fn)[0].to(device).eval()
+        described = Path(args.model_file).name
+        yolo = unwrap_model(model)
+        if args.task == "detection" and is_yolo_detector(yolo):
+            # Ultralytics YOLO: sides padded to a multiple of the largest stride; detections down to the threshold
+            stride = max(1, int(max(getattr(yolo, "stride", torch.tensor([32.0])).tolist())))
+            options["output_adapter"] = YOLOOutputAdapter.for_model(yolo, score_threshold=min(0.05, args.score_threshold))
+    else:
+        model = _load_task_model(args.task, args.model, args.weights, device)
+        described = f"{args.model} ({args.weights})"
+        if args.weights == "none":
+            _note("note: --weights none gives a randomly initialised model; its detections and maps mean nothing")
     if args.task == "detection":  # the model itself keeps detections down to --score-threshold
         holder = getattr(model, "roi_heads", model)
         if hasattr(holder, "score_thresh"):
             holder.score_thresh = min(float(holder.score_thresh), args.score_threshold)
     layers: Any = args.target_layer or None
-    cams = {cls.name: cls(model, target_layers=layers, batch_size=args.batch_size, progress=True) for cls in methods}
+    cams = {
+        cls.name: cls(model, target_layers=layers, batch_size=args.batch_size, progress=True, **options) for cls in methods
+    }
     first = next(iter(cams.values()))
-    print(f"model: {args.model} ({args.weights}) on {device}; target layer: {', '.join(first.target_layer_names)}")
+    print(f"model: {described} on {device}; target layer: {', '.join(first.target_layer_names)}")
     make_output_folder(out)
     written: list[Path] = []
     for img, stem, path in zip(images, stems, args.images):
         x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None].float().to(device)
-        if args.task == "segmentation":
+        height, width = x.shape[-2:]
+        if stride > 1:  # padded bottom and right with Ultralytics' grey: box coordinates stay the image's
+            pad_h, pad_w = (-height) % stride, (-width) % stride
+            x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), value=114 / 255)
+        if args.task == "segmentation" and not args.model_file:
             x = (x - torch.tensor(IMAGENET_MEAN, device=device)[:, None, None]) / torch.tensor(
                 IMAGENET_STD, device=device
             )[:, None, None]
@@ -491,7 +517,7 @@ def _explain_task(args: argparse.Namespace) -> int:
             targets = [SemanticSegmentationTarget(args.target_category[0])] if args.target_category else None  # type: ignore[assignment]
         for name, cam in cams.items():
             e = cam.explain(x, targets)
-            cam_map = e.numpy()[0]
+            cam_map = e.numpy()[0][:height, :width]  # the padding cut off again
             overlay = show_cam_on_image(img, cam_map, use_rgb=True)
             if args.task == "detection":
                 overlay = draw_detections(overlay, det["boxes"][keep], det["labels"][keep], det["scores"][keep])
