@@ -482,7 +482,9 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndar
         with Image.open(p) as im:
             im.load()
             arr = _pixels(im, path)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, ImportError) as exc:
+        # ImportError: a Pillow plugin loaded on demand is missing (e.g. Ultralytics' HEIF fallback
+        # for files Pillow cannot identify, which needs pi-heif).
         if isinstance(exc, CamLensError):
             raise
         raise FileFormatError(
