@@ -165,6 +165,22 @@ def test_missing_and_unreadable_files(tmp_path):
         load_image(tmp_path / "bad.png")
 
 
+def test_a_patched_pillow_open_whose_plugin_is_missing(tmp_path, monkeypatch):
+    """Ultralytics replaces PIL.Image.open with one that imports pi-heif for files Pillow cannot
+    identify: a missing plugin is an unreadable file, not an ImportError out of load_image."""
+    from PIL import Image
+
+    from camlens.errors import FileFormatError
+
+    def patched_open(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'pi_heif'")
+
+    monkeypatch.setattr(Image, "open", patched_open)
+    (tmp_path / "photo.heic").write_bytes(b"not an image")
+    with pytest.raises(FileFormatError, match=r"photo.heic': not an image file Pillow can open \(ModuleNotFoundError"):
+        load_image(tmp_path / "photo.heic")
+
+
 # ------------------------------------------------------------------ the one geometry
 def test_resize_and_crop_by_hand():
     from camlens.image import resize_and_crop

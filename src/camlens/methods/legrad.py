@@ -285,8 +285,10 @@ class _LeGradEngine(Engine):
         readout: Readout,
         check_readout: bool,
         output_adapter: OutputAdapter | None,
+        *,
+        allow_nonfinite: bool = False,
     ) -> None:
-        super().__init__(model, layers, output_adapter)
+        super().__init__(model, layers, output_adapter, allow_nonfinite=allow_nonfinite)
         self.attentions = attentions
         self.readout = readout
         self.check_readout = check_readout
@@ -449,9 +451,10 @@ class LeGrad(BaseCAM):
         self.readout = readout if readout is not None else default_readout(model)
         # The default readout of the model's last block must reproduce the model's output: checked.
         check = readout is None and bool(blocks) and blocks[-1][1] is self.layers[-1][1]
-        allow_nonfinite = self.engine.allow_nonfinite
-        self.engine = _LeGradEngine(model, self.layers, attentions, self.readout, check, self.output_adapter)
-        self.engine.allow_nonfinite = allow_nonfinite
+        self.engine = _LeGradEngine(
+            model, self.layers, attentions, self.readout, check, self.output_adapter,
+            allow_nonfinite=self.engine.allow_nonfinite,
+        )
 
     @classmethod
     def unsupported_reason(cls, model: nn.Module) -> str | None:
