@@ -101,3 +101,37 @@ def test_pooled_linear_head_is_read_from_the_traced_tail():
 
     other = PoolNormFc().eval()
     assert split_at_layer(other, other.blocks[2], "blocks.2").pooled_linear() is None
+
+
+def test_a_layer_returning_a_tuple_is_split_at_the_element_read_after_it():
+    """``layer(x)[1]`` after the cut: the tail takes that element; reading two elements is no split."""
+    class Pair(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return y.sum(), y
+
+    class OneElement(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pair, self.fc = Pair(), nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.fc(self.pair(x)[1].mean(dim=(2, 3)))
+
+    class BothElements(OneElement):
+        def forward(self, x):
+            out = self.pair(x)
+            return self.fc(out[1].mean(dim=(2, 3))) + out[0]
+
+    torch.manual_seed(0)
+    model, x = OneElement().eval(), torch.randn(2, 3, 6, 6)
+    split = split_at_layer(model, model.pair, "pair")
+    activation = model.pair.conv(x)
+    torch.testing.assert_close(split.tail(activation), model(x))
+    both = BothElements().eval()
+    with pytest.raises(SplitError, match=r"returns a tuple and the layers after it read several of its elements \(\[0, 1\]\)"):
+        split_at_layer(both, both.pair, "pair")

@@ -7,7 +7,9 @@ modules that share the model's own submodules and parameters (nothing is copied 
 
 * ``tail(activation, *live)`` -- every node after the target layer's call, taking the layer's
   output and every value computed *before* the layer that is still needed *after* it (a skip
-  connection around the layer, the input image, ...) as inputs; it returns the model's output;
+  connection around the layer, the input image, ...) as inputs; it returns the model's output.
+  For a layer that returns a tuple of which the rest of the model reads one element
+  (``layer(x)[0]``), the activation is that element;
 * ``head(*inputs)`` -- the nodes before the layer that those live values need (``None`` when the
   tail needs nothing but the activation, as for ``layer4[-1]`` of a ResNet).
 
@@ -31,6 +33,7 @@ an output-changing hook the tail skips) and falls back to the full model if it d
 
 from __future__ import annotations
 
+import operator
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -211,6 +214,17 @@ def _linear_weights(node: fx.Node, root: nn.Module) -> tuple[torch.Tensor, torch
     return None
 
 
+def _tuple_picks(cut: fx.Node) -> list[tuple[fx.Node, int]] | None:
+    """``[(getitem node, index), ...]`` when every use of the layer's output takes one element of it
+    (a layer returning a tuple, e.g. HuggingFace's ``(hidden_states, attention_weights)``), else ``None``."""
+    users = list(cut.users)
+    picks = [
+        (u, u.args[1]) for u in users
+        if u.op == "call_function" and u.target is operator.getitem and u.args[0] is cut and isinstance(u.args[1], int)
+    ]  # fmt: skip
+    return picks if users and len(picks) == len(users) else None
+
+
 def split_at_layer(model: nn.Module, layer: nn.Module, layer_name: str = "") -> LayerSplit:
     """Split ``model`` at its submodule ``layer`` (see the module docstring). Raises :class:`SplitError`."""
     tracer = _LeafTracer(layer)
@@ -237,6 +251,12 @@ def split_at_layer(model: nn.Module, layer: nn.Module, layer_name: str = "") -> 
     cut = hits[0]
     start = position[cut]
     tail_nodes = nodes[start + 1 :]
+    picks = _tuple_picks(cut)
+    if picks is not None and len({index for _, index in picks}) != 1:
+        raise SplitError(
+            f"layer {layer_name!r} returns a tuple and the layers after it read several of its elements "
+            f"({sorted({index for _, index in picks})}); the tail can take only the explained one"
+        )
 
     live: list[fx.Node] = []
     consts: list[fx.Node] = []
@@ -257,8 +277,11 @@ def split_at_layer(model: nn.Module, layer: nn.Module, layer_name: str = "") -> 
         env[node] = tail_graph.placeholder(f"live_{i}_{node.name}")
     for node in consts:
         env[node] = tail_graph.node_copy(node, lambda a: env[a])
+    for node, _ in picks or ():  # a tuple-valued layer: its picked element is the activation
+        env[node] = env[cut]
     for node in tail_nodes:
-        env[node] = tail_graph.node_copy(node, lambda a: env[a])
+        if node not in env:
+            env[node] = tail_graph.node_copy(node, lambda a: env[a])
     tail_graph.lint()
     tail = fx.GraphModule(model, tail_graph, class_name="CamLensTail")
 
