@@ -224,3 +224,51 @@ def test_legrad_equals_the_hand_computed_relevance(name):
     for got, expected in zip(explanation.layer_maps, want):
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-7)
         assert float(expected.abs().max()) > 0
+
+
+class _SelfAttention4x(torch.nn.Module):
+    """transformers 4.x naming of a ViT self-attention (query / key / value, a tuple returned),
+    sharing the weights of a transformers 5 attention (q_proj / k_proj / v_proj)."""
+
+    def __init__(self, att) -> None:
+        super().__init__()
+        self.query, self.key, self.value = att.q_proj, att.k_proj, att.v_proj
+        self.num_attention_heads = att.num_attention_heads
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+        n, t, c = x.shape
+        h = self.num_attention_heads
+        q, k, v = (p(x).reshape(n, t, h, c // h).transpose(1, 2) for p in (self.query, self.key, self.value))
+        a = (q @ k.transpose(-1, -2) * (c // h) ** -0.5).softmax(dim=-1)
+        return ((a @ v).transpose(1, 2).reshape(n, t, c),)
+
+
+class _Attention4x(torch.nn.Module):
+    """transformers 4.x layout: ``attention`` (self-attention) then ``output.dense``."""
+
+    def __init__(self, att) -> None:
+        super().__init__()
+        self.attention = _SelfAttention4x(att)
+        self.output = torch.nn.Module()
+        self.output.dense = att.o_proj
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs) -> tuple[torch.Tensor, None]:
+        return self.output.dense(self.attention(hidden_states)[0]), None
+
+
+def test_legrad_reads_the_transformers_4_attention_layout():
+    """The same weights in the 4.x layout (attention.query/key/value, output.dense) give the same maps."""
+    from camlens import LeGrad
+
+    model = _build("vit")
+    if not hasattr(model.vit, "layers") or not hasattr(model.vit.layers[0].attention, "q_proj"):
+        pytest.skip("needs the transformers 5 layout to build the 4.x one from")
+    x = _input("vit")
+    targets = [ClassifierOutputTarget(1)] * 2
+    want = LeGrad(model).explain(x, targets=targets).layer_maps
+    for layer in model.vit.layers:
+        layer.attention = _Attention4x(layer.attention)
+    got = LeGrad(model).explain(x, targets=targets).layer_maps
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+    assert float(want[-1].abs().max()) > 0

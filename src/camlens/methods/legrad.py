@@ -33,23 +33,47 @@ def _is_timm_attention(m: nn.Module) -> bool:
     )
 
 
-def _split_out_proj(m: nn.Module) -> nn.Module | None:
-    return next((getattr(m, n) for n in ("o_proj", "out_proj") if isinstance(getattr(m, n, None), nn.Linear)), None)
-
-
-def _split_heads(m: nn.Module) -> int | None:
+def _heads(m: nn.Module) -> int | None:
     heads = next((getattr(m, n) for n in ("num_attention_heads", "num_heads") if isinstance(getattr(m, n, None), int)), None)
-    return heads if heads and not isinstance(heads, bool) else None
+    return heads if heads and not isinstance(heads, bool) and heads > 0 else None
+
+
+def _linear(m: nn.Module, path: str) -> nn.Linear | None:
+    for name in path.split("."):
+        m = getattr(m, name, None)
+    return m if isinstance(m, nn.Linear) else None
+
+
+@dataclass(frozen=True)
+class _SplitParts:
+    """Where ``V`` and ``U`` of an attention with separate projections are read."""
+
+    value: nn.Linear  # V = value(x)
+    out: nn.Linear  # its input is U = A V (heads concatenated)
+    heads: int
+
+
+def _split_parts(m: nn.Module) -> _SplitParts | None:
+    """An attention with separate query / key / value projections, in one of two layouts:
+
+    * ``q_proj``, ``k_proj``, ``v_proj`` and ``o_proj`` (or ``out_proj``) on the module, with a head
+      count: HuggingFace ViT / DeiT / BEiT / DINOv2 in transformers 5, CLIP;
+    * transformers 4.x: ``attention.query`` / ``.key`` / ``.value`` (with ``num_attention_heads``)
+      and ``output.dense``.
+    """
+    if all(_linear(m, n) is not None for n in ("q_proj", "k_proj", "v_proj")) and _heads(m):
+        out = _linear(m, "o_proj") or _linear(m, "out_proj")
+        if out is not None:
+            return _SplitParts(_linear(m, "v_proj"), out, _heads(m))  # type: ignore[arg-type]
+    inner = getattr(m, "attention", None)
+    if isinstance(inner, nn.Module) and _heads(inner) and _linear(m, "output.dense") is not None:
+        if all(_linear(inner, n) is not None for n in ("query", "key", "value")):
+            return _SplitParts(_linear(inner, "value"), _linear(m, "output.dense"), _heads(inner))  # type: ignore[arg-type]
+    return None
 
 
 def _is_split_attention(m: nn.Module) -> bool:
-    """Separate query / key / value projections (HuggingFace ViT, DeiT, BEiT, DINOv2 in transformers
-    5, CLIP): ``q_proj``, ``k_proj``, ``v_proj``, output ``o_proj`` (or ``out_proj``), a head count."""
-    return (
-        all(isinstance(getattr(m, n, None), nn.Linear) for n in ("q_proj", "k_proj", "v_proj"))
-        and _split_out_proj(m) is not None
-        and _split_heads(m) is not None
-    )
+    return _split_parts(m) is not None
 
 
 def _is_attention(m: nn.Module) -> bool:
@@ -99,7 +123,7 @@ class _Attention:
     With ``U_h = A_h V_h`` (heads concatenated: ``U``) the attention's only use of ``A``,
     ``dS/dA_h = dS/dU_h V_h^T`` exactly; the softmax is never recomputed. ``U`` is captured as the
     input of timm's ``attn.norm`` / ``attn.proj`` (``V`` from ``attn.qkv``'s output) or of
-    HuggingFace's ``o_proj`` (``V`` from ``v_proj``); for
+    HuggingFace's ``o_proj`` / ``output.dense`` (``V`` from ``v_proj`` / ``attention.value``); for
     ``nn.MultiheadAttention`` (whose ``U`` and ``V`` never leave the fused kernel) the gradient at
     its output ``o = U W_o^T + b_o`` gives ``dS/dU = dS/do W_o`` and ``V = x W_v^T + b_v``.
     """
@@ -135,9 +159,10 @@ class _Attention:
         if isinstance(m, nn.MultiheadAttention):
             hooks.forward(m, self._mha_hook(index, store), with_kwargs=True)
             return
-        if _is_split_attention(m):
-            hooks.forward(m.v_proj, self._value_hook(index, store))
-            hooks.forward_pre(_split_out_proj(m), self._leaf_pre_hook(index, store))
+        parts = _split_parts(m)
+        if parts is not None:
+            hooks.forward(parts.value, self._value_hook(index, store, parts.heads))
+            hooks.forward_pre(parts.out, self._leaf_pre_hook(index, store))
             return
         hooks.forward(m.qkv, self._qkv_hook(index, store))
         consumer = m.norm if isinstance(getattr(m, "norm", None), nn.Module) else m.proj
@@ -169,10 +194,9 @@ class _Attention:
 
         return hook
 
-    def _value_hook(self, index: int, store: dict[int, _Captured]) -> Callable[..., Any]:
+    def _value_hook(self, index: int, store: dict[int, _Captured], heads: int) -> Callable[..., Any]:
         def hook(v_proj: nn.Module, args: Any, output: torch.Tensor) -> None:
             n, t, c = output.shape
-            heads = _split_heads(self.module)
             store[index] = _Captured(value=output.detach().reshape(n, t, heads, c // heads).transpose(1, 2))
 
         return hook
