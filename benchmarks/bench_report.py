@@ -97,6 +97,12 @@ def synthesise(root: Path, n: int, batch: int = 64) -> Path:
                        "score": float(rng.normal(8, 2)), "pointing_game": float(rng.random() < 0.8),
                        "deletion_auc": float(rng.uniform(0, 0.5)), "insertion_auc": float(rng.uniform(0.3, 0.9)),
                        "average_drop": float(rng.uniform(0, 60))}
+                for metric in ("deletion_auc", "insertion_auc"):  # curves falling/rising through steps + 1 points
+                    points = np.sort(rng.uniform(0, 1, settings["steps"] + 1)).astype(np.float32)
+                    row[metric.replace("_auc", "_curve")] = (points[::-1] if metric == "deletion_auc" else points).tolist()
+                top5 = rng.permutation(CLASSES)[:5]
+                row["top5_classes"] = [int(c) for c in top5]
+                row["top5_probs"] = np.sort(rng.dirichlet(np.ones(len(top5))))[::-1].astype(np.float32).tolist()
                 for k, col in rows.items():
                     col.append(row[k])
         store.add_rows(rows)

@@ -55,6 +55,7 @@ API_PAGES: list[tuple[str, str]] = [
     ("api/metrics.md", "camlens.metrics"),
     ("api/reshape.md", "camlens.reshape"),
     ("api/layers.md", "camlens.layers"),
+    ("api/yolo.md", "camlens.yolo"),
 ]
 PHOTOS = [("chelsea", "scikit-image `data.chelsea()`"), ("coffee", "scikit-image `data.coffee()`")]
 
