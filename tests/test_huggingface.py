@@ -272,3 +272,17 @@ def test_legrad_reads_the_transformers_4_attention_layout():
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
     assert float(want[-1].abs().max()) > 0
+
+
+@pytest.mark.parametrize(("name", "shape", "grid"), [
+    ("dinov2-registers", (16, 24), (4, 6)),  # DINOv2 interpolates its position embeddings itself
+    ("swin", (32, 64), (4, 8)),
+    ("swin", (40, 72), (5, 9)),  # Swin pads each side up to its patch and merging sizes
+])  # fmt: skip
+def test_non_square_and_other_sizes_use_the_inputs_token_grid(name, shape, grid):
+    model = _build(name)
+    x = torch.randn(1, 3, *shape, generator=torch.Generator().manual_seed(3))
+    for cam in (GradCAM(model), ScoreCAM(model, top_k=4, progress=False)):
+        explanation = cam.explain(x)
+        assert explanation.layer_maps[0].shape == (1, *grid)
+        assert explanation.cam.shape == (1, *shape) and bool(torch.isfinite(explanation.cam).all())

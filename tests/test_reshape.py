@@ -16,6 +16,8 @@ from camlens.layers import reshape_transform_for
 from camlens.reshape import (
     ChannelsLast,
     TokenReshape,
+    explaining_input,
+    model_patch_size,
     model_token_layout,
     swin_reshape_transform,
     vit_reshape_transform,
@@ -110,6 +112,40 @@ def test_non_strict_grid_falls_back_to_square_count():
     torch.testing.assert_close(reshape(x), expected_grid(x, 1, 4, 4), rtol=0, atol=0)
     with pytest.raises(ReshapeError, match=re.escape("ViT reshape expected 1 + 14x14 = 197 tokens, got 7")):
         reshape(torch.zeros(1, 7, 3))  # 6 patches: neither the model grid nor a square
+
+
+def test_non_strict_grid_with_a_stride_follows_the_input_being_explained():
+    """A 224-px model (14x14) run on a 64x96 input: 4x6 patches of 16 px, laid out from the input."""
+    reshape = TokenReshape(grid=(14, 14), num_prefix_tokens=5, strict=False, stride=16)
+    x = tokens(2, 5, 4, 6, 3)
+    with explaining_input((64, 96)):
+        torch.testing.assert_close(reshape(x), expected_grid(x, 5, 4, 6), rtol=0, atol=0)
+    with explaining_input((96, 64)):  # the same count on the transposed input: 6x4
+        torch.testing.assert_close(reshape(x), expected_grid(x, 5, 6, 4), rtol=0, atol=0)
+    with explaining_input((70, 100)), pytest.raises(ReshapeError):  # 4x6 by floor, 5x7 by ceil: 24 fits
+        reshape(tokens(1, 5, 5, 6, 3))  # 30 patches fit neither
+    with explaining_input((70, 100)):  # a model that pads (Swin): ceil(70/16) x ceil(100/16) = 5 x 7
+        x = tokens(1, 5, 5, 7, 3)
+        torch.testing.assert_close(reshape(x), expected_grid(x, 5, 5, 7), rtol=0, atol=0)
+    with pytest.raises(ReshapeError, match="is not a square"):  # outside a CAM call: no input size known
+        reshape(tokens(1, 5, 4, 6, 3))
+    strict = TokenReshape(grid=(14, 14), num_prefix_tokens=5, stride=16)  # a grid the user gave is kept
+    with explaining_input((64, 96)), pytest.raises(ReshapeError, match="expected 5 \\+ 14x14"):
+        strict(x)
+
+
+def test_non_square_input_to_a_vit_built_for_squares():
+    """GradCAM on a timm ViT (dynamic image size) at 64x96: the automatic reshape reads the patch size
+    and lays the 4x6 patch tokens out from the input; the same as an explicit grid."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=64, depth=1, dynamic_img_size=True).eval()
+    assert model_patch_size(vit) == (16, 16)
+    x = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    auto = GradCAM(vit).explain(x)
+    explicit = GradCAM(vit, "blocks[-1].norm1", reshape_transform=TokenReshape(grid=(4, 6), num_prefix_tokens=1))(x)
+    assert auto.layer_maps[0].shape == (2, 4, 6)
+    np.testing.assert_allclose(auto.numpy(), explicit, atol=1e-6)
 
 
 def test_reshape_is_differentiable_and_follows_device_dtype():

@@ -241,9 +241,9 @@ def _hf_swin_tokens(m: nn.Module) -> Optional[ReshapeTransform]:
     cfg = getattr(m, "config", None)
     size, patch, depths = getattr(cfg, "image_size", None), getattr(cfg, "patch_size", None), getattr(cfg, "depths", None)
     if isinstance(size, int) and isinstance(patch, int) and patch > 0 and depths:
-        side = size // patch // 2 ** (len(depths) - 1)
-        if side > 0:
-            return TokenReshape(grid=(side, side), num_prefix_tokens=0, strict=False)
+        stride = patch * 2 ** (len(depths) - 1)  # every patch merging halves the grid (padding odd sides)
+        if size // stride > 0:
+            return TokenReshape(grid=(size // stride, size // stride), num_prefix_tokens=0, strict=False, stride=stride)
     return TokenReshape(num_prefix_tokens=0)
 
 

@@ -28,8 +28,10 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Optional, Union
 
 import torch
@@ -43,6 +45,8 @@ __all__ = [
     "vit_reshape_transform",
     "swin_reshape_transform",
     "model_token_layout",
+    "model_patch_size",
+    "explaining_input",
     "raw_channel_axis",
     "FPNReshape",
     "FPNLevel",
@@ -111,8 +115,11 @@ class TokenReshape:
             registers 5; pooled models without class token 0). ``None``: ``T - h*w`` when the
             grid is known, else the first of 1, 0, 2, 5 that leaves a square number of patches.
         strict: when ``False`` (used for grids read from a model), a token count that does not
-            match ``grid`` falls back to a square grid instead of raising (models run at a
-            different image size than they were built for).
+            match ``grid`` falls back to the input's grid (see ``stride``) or a square grid instead
+            of raising (models run at a different image size than they were built for).
+        stride: pixels per token ``(h, w)`` (a ViT's patch size). With it, a sequence that does not
+            fit ``grid`` is laid out on the grid of the input being explained, divided by the
+            stride: non-square inputs and other sizes work (:meth:`from_model` sets it).
 
     Patch tokens are in row-major order (as every ViT patch embedding produces them).
     A wrong grid raises :class:`~camlens.errors.ReshapeError`, e.g.
@@ -120,13 +127,19 @@ class TokenReshape:
     """
 
     def __init__(
-        self, grid: GridLike = None, num_prefix_tokens: Optional[int] = None, *, strict: bool = True
+        self,
+        grid: GridLike = None,
+        num_prefix_tokens: Optional[int] = None,
+        *,
+        strict: bool = True,
+        stride: GridLike = None,
     ) -> None:
         self.grid = _as_grid(grid)
         if num_prefix_tokens is not None and (isinstance(num_prefix_tokens, bool) or int(num_prefix_tokens) < 0):
             raise ReshapeError(f"num_prefix_tokens must be a non-negative int; got {num_prefix_tokens!r}")
         self.num_prefix_tokens = None if num_prefix_tokens is None else int(num_prefix_tokens)
         self.strict = strict
+        self.stride = _as_grid(stride, "stride")
 
     @classmethod
     def from_model(cls, model: nn.Module) -> "TokenReshape":
@@ -142,7 +155,7 @@ class TokenReshape:
                 "build TokenReshape(grid=(h, w), num_prefix_tokens=k) yourself"
             )
         grid, prefix = layout
-        return cls(grid, prefix, strict=False)
+        return cls(grid, prefix, strict=False, stride=model_patch_size(model))
 
     # ------------------------------------------------------------------ resolution
     def layout(self, num_tokens: int) -> tuple[int, Grid]:
@@ -157,14 +170,30 @@ class TokenReshape:
             elif num_tokens == prefix + grid[0] * grid[1]:
                 return prefix, grid
             if not self.strict:
-                inferred = self._infer(num_tokens, self.num_prefix_tokens)
+                inferred = self._from_input(num_tokens, self.num_prefix_tokens) or self._infer(
+                    num_tokens, self.num_prefix_tokens
+                )
                 if inferred is not None:
                     return inferred
             raise ReshapeError(self._mismatch(num_tokens, expected_prefix, grid))
-        inferred = self._infer(num_tokens, prefix)
+        inferred = self._from_input(num_tokens, prefix) or self._infer(num_tokens, prefix)
         if inferred is None:
             raise ReshapeError(self._mismatch(num_tokens, 1 if prefix is None else prefix, None))
         return inferred
+
+    def _from_input(self, num_tokens: int, prefix: int | None) -> tuple[int, Grid] | None:
+        """The grid of the input being explained (:func:`explaining_input`) divided by ``stride``
+        (rounded down as a strided patch embedding does, or up as models that pad do), when it
+        accounts for the tokens: inputs of another size or aspect ratio than the model was built for."""
+        size = _INPUT_SPATIAL.get()
+        if self.stride is None or size is None or len(size) != 2:
+            return None
+        (sh, sw), (height, width) = self.stride, size
+        for h, w in ((height // sh, width // sw), (-(-height // sh), -(-width // sw))):
+            p = num_tokens - h * w if prefix is None else prefix
+            if h > 0 and w > 0 and 0 <= p <= 16 and p + h * w == num_tokens:
+                return p, (h, w)
+        return None
 
     @staticmethod
     def _infer(num_tokens: int, prefix: int | None) -> tuple[int, Grid] | None:
@@ -203,7 +232,8 @@ class TokenReshape:
         return patches.reshape(n, h, w, c).permute(0, 3, 1, 2)
 
     def __repr__(self) -> str:
-        return f"TokenReshape(grid={self.grid}, num_prefix_tokens={self.num_prefix_tokens})"
+        stride = f", stride={self.stride}" if self.stride is not None else ""
+        return f"TokenReshape(grid={self.grid}, num_prefix_tokens={self.num_prefix_tokens}{stride})"
 
 
 class ChannelsLast:
@@ -294,6 +324,35 @@ def _pair(v: object) -> Grid | None:
     if isinstance(v, (tuple, list, torch.Size)) and len(v) == 2 and all(isinstance(i, int) for i in v):
         return (int(v[0]), int(v[1]))
     return None
+
+
+def model_patch_size(model: nn.Module) -> Grid | None:
+    """Pixels per patch token ``(h, w)`` of a ViT-style model (timm ``patch_embed.patch_size``,
+    torchvision ``patch_size``, HuggingFace ``config.patch_size``), or ``None``."""
+    for value in (
+        getattr(getattr(model, "patch_embed", None), "patch_size", None),
+        getattr(model, "patch_size", None),
+        getattr(getattr(model, "config", None), "patch_size", None),
+    ):
+        patch = _pair(value)
+        if patch is not None and min(patch) > 0:
+            return patch
+    return None
+
+
+_INPUT_SPATIAL: contextvars.ContextVar[tuple[int, ...] | None] = contextvars.ContextVar("camlens_input", default=None)
+
+
+@contextlib.contextmanager
+def explaining_input(spatial: Sequence[int]) -> Iterator[None]:
+    """Within this block, token reshapes built with a ``stride`` know the spatial size of the input
+    being explained (the CAM methods set it for each batch), so they lay out the tokens of an input
+    whose size or aspect ratio differs from the one the model was built for."""
+    token = _INPUT_SPATIAL.set(tuple(int(v) for v in spatial))
+    try:
+        yield
+    finally:
+        _INPUT_SPATIAL.reset(token)
 
 
 def _hf_token_layout(model: nn.Module) -> tuple[Grid, int] | None:

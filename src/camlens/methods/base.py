@@ -28,6 +28,7 @@ from ..engine import CamLensWarning, Capture, Engine, OutputAdapter, model_devic
 from ..errors import ArgumentError, DeviceError, InputTypeError, LayerOutputError
 from ..hooks import LayerSpec, eval_mode, resolve_layers, unwrap_model
 from ..model_inputs import ForwardInputs, use_inputs
+from ..reshape import explaining_input
 from ..scoring import score_in_chunks
 from ..smoothing import Explained, explain_augmented
 from ..targets import TargetFn
@@ -433,7 +434,8 @@ class BaseCAM:
             x, targets, target_category=target_category, need_gradients=self.uses_gradients,
             resolve_targets=resolve_targets,
         )  # fmt: skip
-        raw = self._layer_maps(cap, x, eigen_smooth)
+        with explaining_input(x.shape[2:]):  # token reshapes lay out tokens on this input's grid
+            raw = self._layer_maps(cap, x, eigen_smooth)
         return self._finish(raw, tuple(x.shape[2:])), raw, cap.scores, cap.targets
 
     def _layer_maps(self, cap: Capture, x: torch.Tensor, eigen_smooth: bool) -> list[torch.Tensor]:

@@ -16,6 +16,7 @@ from ..errors import ArgumentError, InputTypeError, LayerNotFoundError
 from ..hooks import eval_mode, find_submodule
 from ..nmf import check_options, nmf
 from ..registry import register
+from ..reshape import explaining_input
 from .base import ActivationCAM, LayerContext
 
 __all__ = ["DeepFeatureFactorization", "Factorization"]
@@ -215,7 +216,8 @@ class DeepFeatureFactorization(ActivationCAM):
         name = self.target_layer_names[0]
         with eval_mode(self.model), torch.inference_mode(False):
             cap = self.engine.run(x, None, need_gradients=False)
-            acts = self._to_maps(cap.activations[0], name, "activations", x.dim())
+            with explaining_input(x.shape[2:]):
+                acts = self._to_maps(cap.activations[0], name, "activations", x.dim())
             del cap
             strengths, concepts, err, rel = self._factor(acts)
             up = pp.upsample(strengths.flatten(0, 1), tuple(x.shape[2:])).reshape(*strengths.shape[:2], *x.shape[2:])
