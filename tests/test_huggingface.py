@@ -286,3 +286,15 @@ def test_non_square_and_other_sizes_use_the_inputs_token_grid(name, shape, grid)
         explanation = cam.explain(x)
         assert explanation.layer_maps[0].shape == (1, *grid)
         assert explanation.cam.shape == (1, *shape) and bool(torch.isfinite(explanation.cam).all())
+
+
+def test_a_base_model_as_the_layer_is_read_at_its_last_hidden_state():
+    """Target layer 'dinov2' returns a ModelOutput (a mapping): its first tensor, last_hidden_state,
+    which the DINOv2 classifier reads (class token + mean of the patch tokens), is explained."""
+    model = _build("dinov2")
+    x = _input("dinov2")
+    reshape = TokenReshape(grid=(4, 4), num_prefix_tokens=1)
+    by_output = GradCAM(model, "dinov2", reshape_transform=reshape).explain(x)
+    by_norm = GradCAM(model, "dinov2.layernorm", reshape_transform=reshape).explain(x)  # the same tensor
+    torch.testing.assert_close(by_output.layer_maps[0], by_norm.layer_maps[0])
+    assert float(by_output.layer_maps[0].abs().max()) > 0

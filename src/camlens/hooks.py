@@ -306,12 +306,21 @@ def layer_value(output: Any) -> tuple[Any, Callable[[Any], Any]] | None:
     * a mapping of tensors (a feature pyramid such as torchvision's FPN ``backbone``): itself;
     * a tuple or list (HuggingFace layers return ``(hidden_states, attention_weights)``, Swin stages
       ``(hidden_states, hidden_states_before_downsampling, output_dimensions)``): its first element
-      that is a tensor; the other elements pass through unchanged.
+      that is a tensor; the other elements pass through unchanged;
+    * a HuggingFace ``ModelOutput`` (a base model used as the layer): its first tensor field
+      (``last_hidden_state``), the other fields unchanged.
 
     Returns ``(value, put_back)`` where ``put_back(new_value)`` rebuilds the output with
     ``new_value`` in place of ``value`` (same container type, named tuples included), or ``None``
     when the output holds no tensor at all.
     """
+    if isinstance(output, Mapping) and callable(getattr(output, "to_tuple", None)):
+        # A HuggingFace ModelOutput (a submodule such as model.vit): its first tensor field,
+        # usually last_hidden_state; the output is rebuilt with that field replaced.
+        key = next((k for k, v in output.items() if isinstance(v, torch.Tensor)), None)
+        if key is None:
+            return None
+        return output[key], lambda new: type(output)(**{**dict(output), key: new})
     if isinstance(output, torch.Tensor) or _is_tensor_mapping(output):
         return output, lambda new: new
     if isinstance(output, (tuple, list)):
