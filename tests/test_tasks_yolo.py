@@ -88,12 +88,14 @@ def test_adapter_reads_end_to_end_rows():
 
 
 def test_adapter_errors():
-    with pytest.raises(ModelOutputError, match=r"expected \(N, 4 \+ 3 = 7, anchors\)"):
+    with pytest.raises(ModelOutputError, match=r"expected \(N, 4 \+ 3 \+ 0 = 7, anchors\).*extra_channels=<nm or nk>"):
         YOLOOutputAdapter(num_classes=3)(torch.rand(1, 9, 20))  # e.g. a pose or segmentation head
     with pytest.raises(ModelOutputError, match=r"got a tensor of shape \(2, 84\)"):
         YOLOOutputAdapter()(torch.rand(2, 84))
-    with pytest.raises(ModelOutputError, match="starting with a tuple"):
-        YOLOOutputAdapter()(((torch.rand(1, 40, 8), torch.rand(1, 32, 4, 4)), {}))  # Segment's output
+    with pytest.raises(ModelOutputError, match="got dict"):
+        YOLOOutputAdapter()({"boxes": torch.rand(1, 4)})
+    with pytest.raises(ArgumentError, match="extra_channels needs num_classes"):
+        YOLOOutputAdapter(extra_channels=32)
     with pytest.raises(ModelOutputError, match="at least 5"):
         YOLOOutputAdapter()(torch.rand(1, 4, 10))
     with pytest.raises(ArgumentError, match="score_threshold must be a number in \\[0, 1\\]; got 2"):
@@ -300,3 +302,39 @@ def test_cli_explains_a_yolo_model_file_with_boxes(tmp_path):
     assert cam.shape == (70, 90) and np.isfinite(cam).all() and cam.std() > 0
     overlay = np.asarray(Image.open(out / "img_eigencam_cam.png"))
     assert overlay.shape == (70, 90, 3)
+
+
+def test_adapter_ignores_mask_coefficients_and_keypoints_after_the_classes():
+    """A segmentation / pose head's rows are boxes, class scores, then extra channels: the same
+    detections as without them, from Segment's nested ``((preds, proto), raw)`` output too."""
+    preds = hand_preds()
+    extra = torch.rand(1, 5, preds.shape[-1], generator=torch.Generator().manual_seed(0)) * 50  # larger than scores
+    adapter = YOLOOutputAdapter(score_threshold=0.5, iou_threshold=0.5, num_classes=2, extra_channels=5)
+    plain = YOLOOutputAdapter(score_threshold=0.5, iou_threshold=0.5, num_classes=2)(preds)[0]
+    for output in (torch.cat([preds, extra], dim=1), ((torch.cat([preds, extra], dim=1), torch.rand(1, 5, 4, 4)), {})):
+        [det] = adapter(output)
+        for key in ("boxes", "labels", "scores"):
+            assert torch.equal(det[key], plain[key]), key
+    rows = torch.tensor([[[1.0, 2, 3, 4, 0.9, 1, 7, 7]]])  # end-to-end rows with 2 extra values
+    [det] = YOLOOutputAdapter(num_classes=2, extra_channels=2)(rows)
+    assert det["boxes"].tolist() == [[1.0, 2, 3, 4]] and det["labels"].tolist() == [1]
+
+
+@pytest.mark.parametrize(("builder", "name", "extra"), [("SegmentationModel", "yolov8n-seg.yaml", 32),
+                                                        ("PoseModel", "yolov8n-pose.yaml", 51)])  # fmt: skip
+def test_segmentation_and_pose_models_are_explained_through_their_detections(builder, name, extra):
+    tasks = _tasks()
+    torch.manual_seed(0)
+    model = getattr(tasks, builder)(name, nc=3 if "seg" in name else 1, verbose=False).eval()
+    adapter = YOLOOutputAdapter.for_model(model, score_threshold=0.0, max_detections=3)
+    assert adapter.extra_channels == extra and auto_target_layers(model).names == ["model.15"]
+    x = images(2)
+    maps = EigenCAM(model)(x)
+    assert finite_varied(maps)
+    with torch.no_grad():
+        detections = adapter(model(x))
+    assert [len(d["scores"]) for d in detections] == [3, 3]
+    explanation = GradCAM(model, output_adapter=adapter).explain(x, targets=DetectionTarget.from_outputs(detections, 0.0))
+    assert finite_varied(explanation.numpy())
+    expected = torch.stack([(1 + d["scores"]).sum() for d in detections])  # IoU 1 + score, for each of three
+    torch.testing.assert_close(explanation.scores, expected, rtol=1e-4, atol=1e-6)

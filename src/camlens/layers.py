@@ -291,7 +291,7 @@ HF_FAMILIES: tuple[Family, ...] = (HF_VIT, HF_SWIN, HF_CNN)
 name and structure); listed in ``docs/architectures.md``. Tried after :data:`TASK_FAMILIES`."""
 
 YOLO_DETECTOR = Family(
-    name="Ultralytics YOLO detectors (v3/v5/v6/v8/v9/v10/11/26 DetectionModel)",
+    name="Ultralytics YOLO detectors (v3/v5/v6/v8/v9/v10/11/26 detection, segmentation and pose models)",
     classes=(),  # recognised by its Detect head (camlens.yolo), never by importing ultralytics
     structure=is_yolo_detector,
     layer=yolo_target_layer,

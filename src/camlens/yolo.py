@@ -18,8 +18,9 @@ from them is differentiable in the model's class scores and box regression.
 camlens uses this adapter and picks the layer by itself when the model is recognised
 (:func:`is_yolo_detector`): nothing here imports ``ultralytics``; the model is recognised by its
 structure (a ``model`` Sequential ending in a ``Detect`` / ``v10Detect`` head with ``f``, ``nc``
-and ``stride``). Segmentation, pose, OBB and open-vocabulary heads are not detections of this
-form and are not recognised.
+and ``stride``). Segmentation and pose models (``Segment`` / ``Pose`` heads) are explained through
+their detections too: the mask coefficients and keypoints after the class scores are ignored. OBB
+(rotated boxes) and open-vocabulary heads are not recognised.
 """
 
 from __future__ import annotations
@@ -35,14 +36,26 @@ __all__ = [
     "YOLOOutputAdapter",
     "is_yolo_detector",
     "yolo_detect_head",
+    "head_extra_channels",
     "yolo_target_layer",
     "yolo_wrapped_model",
     "output_adapter_for",
 ]
 
-_HEADS = ("Detect", "v10Detect")
-"""Head classes whose eval output is ``(N, 4 + nc, A)`` boxes-and-class-scores (or end-to-end rows).
-Their subclasses (Segment, Pose, OBB, YOLOE, World) add other channels and are not matched."""
+_HEADS = ("Detect", "v10Detect", "Segment", "Segment26", "Pose", "Pose26")
+"""Head classes whose eval output is ``(N, 4 + nc + extra, A)`` boxes, class scores and (Segment:
+``nm`` mask coefficients; Pose: ``nk`` keypoint values) extra channels, or end-to-end rows. OBB
+(rotated boxes) and the text-conditioned World / YOLOE heads are not matched."""
+
+
+def head_extra_channels(head: nn.Module) -> int:
+    """Channels an Ultralytics head appends after the class scores: mask coefficients (Segment) or
+    keypoint values (Pose); 0 for Detect."""
+    for name in ("nm", "nk"):
+        value = getattr(head, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return 0
 
 
 def yolo_detect_head(model: nn.Module) -> nn.Module | None:
@@ -148,7 +161,10 @@ class YOLOOutputAdapter:
             (ScoreCAM, AblationCAM) should still count, with its lower score, not vanish.
         iou_threshold: NMS IoU threshold (Ultralytics' default 0.7).
         max_detections: detections kept per image (Ultralytics' default 300).
-        num_classes: the model's ``nc`` when known: ``(N, 4 + nc, A)`` is then checked.
+        num_classes: the model's ``nc`` when known: ``(N, 4 + nc + extra_channels, A)`` is then checked.
+        extra_channels: channels after the class scores that are not part of a detection and are
+            ignored: ``nm`` mask coefficients of a segmentation head, ``nk`` keypoint values of a pose
+            head (0 for detection; set from the head by :meth:`for_model`). Needs ``num_classes``.
 
     Example::
 
@@ -170,6 +186,7 @@ class YOLOOutputAdapter:
         iou_threshold: float = 0.7,
         max_detections: int = 300,
         num_classes: int | None = None,
+        extra_channels: int = 0,
     ) -> None:
         for name, value in (("score_threshold", score_threshold), ("iou_threshold", iou_threshold)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
@@ -183,6 +200,13 @@ class YOLOOutputAdapter:
         self.iou_threshold = float(iou_threshold)
         self.max_detections = max_detections
         self.num_classes = num_classes
+        if isinstance(extra_channels, bool) or not isinstance(extra_channels, int) or extra_channels < 0:
+            raise ArgumentError(f"YOLOOutputAdapter: extra_channels must be an int >= 0; got {extra_channels!r}")
+        if extra_channels and num_classes is None:
+            raise ArgumentError(
+                "YOLOOutputAdapter: extra_channels needs num_classes (where the class scores end); pass both"
+            )
+        self.extra_channels = extra_channels
 
     @classmethod
     def for_model(cls, model: nn.Module, **options: Any) -> "YOLOOutputAdapter":
@@ -194,18 +218,20 @@ class YOLOOutputAdapter:
                 f"{type(model).__name__}: pass yolo.model for an ultralytics.YOLO object"
             )
         options.setdefault("num_classes", int(head.nc))
+        options.setdefault("extra_channels", head_extra_channels(head))
         return cls(**options)
 
     def __repr__(self) -> str:
         return (
             f"YOLOOutputAdapter(score_threshold={self.score_threshold}, iou_threshold={self.iou_threshold}, "
-            f"max_detections={self.max_detections}, num_classes={self.num_classes})"
+            f"max_detections={self.max_detections}, num_classes={self.num_classes}, "
+            f"extra_channels={self.extra_channels})"
         )
 
     def _preds(self, output: Any) -> torch.Tensor:
         preds = output
-        if isinstance(output, (tuple, list)) and output:
-            preds = output[0]
+        while isinstance(preds, (tuple, list)) and preds:  # Segment: ((preds, proto), raw)
+            preds = preds[0]
         if isinstance(preds, torch.Tensor) and preds.dim() == 3 and preds.is_floating_point():
             return preds
         got = (
@@ -214,25 +240,27 @@ class YOLOOutputAdapter:
         )
         raise ModelOutputError(
             "YOLOOutputAdapter expects an Ultralytics detector's output: (preds, ...) or preds, with preds "
-            f"(N, 4 + num_classes, anchors) or end-to-end (N, K, 6); got {got}. Segmentation, pose and OBB "
-            "models are not detectors of this form: pass output_adapter=<callable returning one dict with "
-            "'boxes', 'labels', 'scores' per image>"
+            f"(N, 4 + num_classes [+ extra_channels], anchors) or end-to-end (N, K, 6 [+ extra_channels]); got "
+            f"{got}. For another output pass output_adapter=<callable returning one dict with 'boxes', "
+            "'labels', 'scores' per image>"
         )
 
     def __call__(self, output: Any) -> list[dict[str, torch.Tensor]]:
         preds = self._preds(output)
-        nc = self.num_classes
-        if preds.shape[-1] == 6 and (nc is None or preds.shape[1] != 4 + nc):
-            return [self._end_to_end(p) for p in preds]
-        if preds.shape[1] < 5 or (nc is not None and preds.shape[1] != 4 + nc):
-            want = "4 + num_classes (at least 5)" if nc is None else f"4 + {nc} = {4 + nc}"
+        nc, extra = self.num_classes, self.extra_channels
+        if preds.shape[-1] == 6 + extra and (nc is None or preds.shape[1] != 4 + nc + extra):
+            return [self._end_to_end(p[:, :6]) for p in preds]
+        if preds.shape[1] < 5 or (nc is not None and preds.shape[1] != 4 + nc + extra):
+            want = "4 + num_classes (at least 5)" if nc is None else f"4 + {nc} + {extra} = {4 + nc + extra}"
             raise ModelOutputError(
                 f"YOLOOutputAdapter: the detector's predictions have shape {tuple(preds.shape)}; expected "
-                f"(N, {want}, anchors) or end-to-end rows (N, K, 6). A segmentation, pose or OBB head adds "
-                "channels after the class scores: explain a detection model, or pass num_classes=<nc>"
+                f"(N, {want}, anchors) or end-to-end rows (N, K, {6 + extra}). A segmentation or pose head adds "
+                "channels after the class scores: pass num_classes=<nc> and extra_channels=<nm or nk> "
+                "(YOLOOutputAdapter.for_model(model) reads both); OBB's rotated boxes are not read"
             )
+        classes = preds[:, 4 : preds.shape[1] - extra]  # mask coefficients / keypoints after them are ignored
         boxes = _cxcywh_to_xyxy(preds[:, :4].transpose(1, 2))  # (N, A, 4)
-        scores, labels = preds[:, 4:].max(dim=1)  # (N, A): each anchor's best class
+        scores, labels = classes.max(dim=1)  # (N, A): each anchor's best class
         return [self._select(b, s, lab) for b, s, lab in zip(boxes, scores, labels)]
 
     def _select(self, boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
