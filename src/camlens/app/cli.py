@@ -470,6 +470,7 @@ def _explain_task(args: argparse.Namespace) -> int:
         raise OutputError(f"output folder {str(out)!r} exists as a file; pass a folder with --output-dir")
     options: dict[str, Any] = {}
     stride = 1
+    class_names: list[str] | None = None
     if args.model_file:  # the model takes the image in [0, 1] as it is (normalise inside the model)
         from .zoo import load_model_file
 
@@ -480,9 +481,16 @@ def _explain_task(args: argparse.Namespace) -> int:
             # Ultralytics YOLO: sides padded to a multiple of the largest stride; detections down to the threshold
             stride = max(1, int(max(getattr(yolo, "stride", torch.tensor([32.0])).tolist())))
             options["output_adapter"] = YOLOOutputAdapter.for_model(yolo, score_threshold=min(0.05, args.score_threshold))
+            names = getattr(yolo, "names", None)  # Ultralytics: {index: name}
+            if isinstance(names, dict) and names:
+                class_names = [str(names.get(i, i)) for i in range(max(int(k) for k in names) + 1)]
     else:
         model = _load_task_model(args.task, args.model, args.weights, device)
         described = f"{args.model} ({args.weights})"
+        if args.weights == "default":
+            from torchvision.models import get_model_weights
+
+            class_names = list(get_model_weights(args.model).DEFAULT.meta.get("categories") or []) or None
         if args.weights == "none":
             _note("note: --weights none gives a randomly initialised model; its detections and maps mean nothing")
     if args.task == "detection":  # the model itself keeps detections down to --score-threshold
@@ -520,7 +528,9 @@ def _explain_task(args: argparse.Namespace) -> int:
             cam_map = e.numpy()[0][:height, :width]  # the padding cut off again
             overlay = show_cam_on_image(img, cam_map, use_rgb=True)
             if args.task == "detection":
-                overlay = draw_detections(overlay, det["boxes"][keep], det["labels"][keep], det["scores"][keep])
+                overlay = draw_detections(
+                    overlay, det["boxes"][keep], det["labels"][keep], det["scores"][keep], class_names
+                )
                 suffix = ""
             else:
                 suffix = f"_c{e.targets[0].category}"  # type: ignore[attr-defined]
