@@ -51,15 +51,17 @@ def _build(name: str) -> torch.nn.Module:
     config_cls, kwargs, model_cls, *_ = CASES[name]
     if not hasattr(transformers, model_cls):
         pytest.skip(f"transformers {transformers.__version__} has no {model_cls}")
-    layer = CASES[name][4]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.manual_seed(0)
-        model = getattr(transformers, model_cls)(getattr(transformers, config_cls)(**kwargs)).eval()
-    # transformers 4.x names ViT/DeiT/BEiT blocks encoder.layer.i (5.x: layers.i)
-    if not any(n == layer for n, _ in model.named_modules()):
-        CASES[name] = (*CASES[name][:4], layer.replace(".layers.", ".encoder.layer."), *CASES[name][5:])
-    return model
+        return getattr(transformers, model_cls)(getattr(transformers, config_cls)(**kwargs)).eval()
+
+
+def _layer(model: torch.nn.Module, name: str) -> str:
+    """The expected automatic layer of case ``name``; transformers 4.x names the ViT / DeiT / BEiT
+    blocks ``encoder.layer.i`` where 5.x has ``layers.i``."""
+    layer = CASES[name][4]
+    return layer if any(n == layer for n, _ in model.named_modules()) else layer.replace(".layers.", ".encoder.layer.")
 
 
 def _input(name: str, n: int = 2) -> torch.Tensor:
@@ -70,7 +72,8 @@ def _input(name: str, n: int = 2) -> torch.Tensor:
 @pytest.mark.parametrize("name", list(CASES))
 def test_automatic_layer_and_reshape(name):
     model = _build(name)
-    *_, layer, prefix, grid = CASES[name]
+    *_, prefix, grid = CASES[name]
+    layer = _layer(model, name)
     choice = auto_target_layers(model)
     assert choice.names == [layer], choice.description
     assert "HuggingFace" in choice.family
@@ -135,7 +138,8 @@ def _manual_gradcam(model, layer: str, x: torch.Tensor, target: int, prefix: int
 def test_gradcam_equals_the_hand_computed_map(name):
     """Register / distillation tokens are dropped and a Swin stage's tuple is read at its tokens."""
     model = _build(name)
-    *_, layer, prefix, grid = CASES[name]
+    *_, prefix, grid = CASES[name]
+    layer = _layer(model, name)
     x = _input(name)
     explanation = GradCAM(model).explain(x, targets=[ClassifierOutputTarget(3)] * 2)
     want = _manual_gradcam(model, layer, x, 3, prefix, grid)
@@ -159,7 +163,7 @@ def test_pixel_values_by_name_and_logits_output():
 def test_automatic_choice_equals_the_explicit_one():
     model = _build("vit")
     x = _input("vit")
-    layer = CASES["vit"][4]
+    layer = _layer(model, "vit")
     auto = GradCAM(model)(x, input_name="pixel_values")
     explicit = GradCAM(model, layer, reshape_transform=TokenReshape(grid=(4, 4), num_prefix_tokens=1))(x)
     np.testing.assert_allclose(auto, explicit, atol=1e-6)

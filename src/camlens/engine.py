@@ -64,6 +64,7 @@ __all__ = [
     "detach_outputs",
     "check_adapted",
     "forward_outputs",
+    "resolve_output_adapter",
     "model_device",
     "prepare_images",
     "call_model",
@@ -150,15 +151,21 @@ def default_output_adapter(output: Any) -> Any:
     )
 
 
+def resolve_output_adapter(model: nn.Module, output_adapter: OutputAdapter | None) -> OutputAdapter:
+    """The adapter camlens applies to ``model``'s output: the caller's, else the model's own reader
+    where camlens knows one (Ultralytics YOLO: :func:`camlens.yolo.output_adapter_for`), else
+    :func:`default_output_adapter`."""
+    return output_adapter or output_adapter_for(model) or default_output_adapter
+
+
 def forward_outputs(model: nn.Module, x: torch.Tensor, output_adapter: OutputAdapter | None = None) -> Any:
     """The adapted output of ``model`` for ``x``: no capture hooks, no autograd, detached.
 
     The one forward-without-hooks of the library (engine, perturbation methods and metrics use it).
-    The caller holds eval mode. ``output_adapter`` defaults to the model's own reader where camlens
-    knows one (:func:`camlens.yolo.output_adapter_for`), else :func:`default_output_adapter`.
+    The caller holds eval mode. ``output_adapter=None``: see :func:`resolve_output_adapter`.
     """
     with torch.no_grad():
-        out = (output_adapter or output_adapter_for(model) or default_output_adapter)(call_model(model, x))
+        out = resolve_output_adapter(model, output_adapter)(call_model(model, x))
     return detach_outputs(check_adapted(out))
 
 
@@ -378,8 +385,7 @@ class Engine:
     ) -> None:
         self.model = model
         self.layers = list(layers)
-        # A model that camlens knows to need its own reader (Ultralytics YOLO: camlens.yolo) gets it.
-        self.output_adapter = output_adapter or output_adapter_for(model) or default_output_adapter
+        self.output_adapter = resolve_output_adapter(model, output_adapter)
         self.allow_nonfinite = allow_nonfinite
         self.input_gradient = input_gradient
         self.hessian_vector = hessian_vector

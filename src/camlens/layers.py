@@ -230,11 +230,6 @@ def _first_path(m: nn.Module, paths: tuple[str, ...]) -> Optional[str]:
     return next((p for p in paths if find_submodule(m, p) is not None), None)
 
 
-def _hf_token_grid(m: nn.Module) -> Optional[ReshapeTransform]:
-    """Patch tokens of a HuggingFace ViT-style model after its class / distillation / register tokens."""
-    return TokenReshape.from_model(m)
-
-
 def _hf_swin_tokens(m: nn.Module) -> Optional[ReshapeTransform]:
     """A HuggingFace Swin stage gives ``(N, h*w, C)`` tokens, no class token; the last stage's grid
     is the patch grid halved at every patch merging (one per stage but the last)."""
@@ -258,7 +253,7 @@ HF_VIT = Family(
     layer=lambda m: _first_path(m, _HF_VIT_LAYERS),
     why="first norm of the last encoder layer (input of its attention); the layer's own output reaches a "
     "class-token head only through the class token",
-    reshape=_hf_token_grid,
+    reshape=_vit_tokens,  # TokenReshape.from_model reads HuggingFace's config and embeddings too
     examples=(
         "ViTForImageClassification", "DeiTForImageClassification", "DeiTForImageClassificationWithTeacher",
         "BeitForImageClassification", "Dinov2ForImageClassification", "Dinov2WithRegistersForImageClassification",

@@ -61,6 +61,9 @@ GridLike = Union[int, Sequence[int], None]
 # non-patch tokens lead the sequence: a class token (ViT), none (pooled token models),
 # class + distillation (DeiT-distilled), class + 4 registers (ViT-reg4).
 _PREFIX_GUESSES = (1, 0, 2, 5)
+# At most this many leading non-patch tokens are taken for a prefix when the count is derived from a
+# grid (a handful of class / distillation / register tokens), so a wrong grid is not read as a prefix.
+_MAX_PREFIX = 16
 
 
 def _as_grid(grid: GridLike, what: str = "grid") -> Grid | None:
@@ -165,7 +168,7 @@ class TokenReshape:
             expected_prefix = 1 if prefix is None else prefix
             if prefix is None:
                 prefix = num_tokens - grid[0] * grid[1]
-                if 0 <= prefix <= 16:  # a handful of class/distillation/register tokens
+                if 0 <= prefix <= _MAX_PREFIX:
                     return prefix, grid
             elif num_tokens == prefix + grid[0] * grid[1]:
                 return prefix, grid
@@ -191,7 +194,7 @@ class TokenReshape:
         (sh, sw), (height, width) = self.stride, size
         for h, w in ((height // sh, width // sw), (-(-height // sh), -(-width // sw))):
             p = num_tokens - h * w if prefix is None else prefix
-            if h > 0 and w > 0 and 0 <= p <= 16 and p + h * w == num_tokens:
+            if h > 0 and w > 0 and 0 <= p <= _MAX_PREFIX and p + h * w == num_tokens:
                 return p, (h, w)
         return None
 

@@ -72,12 +72,8 @@ def _split_parts(m: nn.Module) -> _SplitParts | None:
     return None
 
 
-def _is_split_attention(m: nn.Module) -> bool:
-    return _split_parts(m) is not None
-
-
 def _is_attention(m: nn.Module) -> bool:
-    return isinstance(m, nn.MultiheadAttention) or _is_timm_attention(m) or _is_split_attention(m)
+    return isinstance(m, nn.MultiheadAttention) or _is_timm_attention(m) or _split_parts(m) is not None
 
 
 def attention_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
